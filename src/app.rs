@@ -1,0 +1,327 @@
+//! The site as a running thing: its config, its worker, and reloads.
+//!
+//! Lifecycle, beside the data path: the transports ask [`App::handle`] to
+//! serve a request; this module makes sure a worker is there to take it,
+//! and between requests notices when mysite.fcgi or site.toml changed.
+//!
+//! Failure never becomes a crash loop (mod_fcgid punishes quick exits with
+//! 503s): a bad config or an app that fails to import leaves the process up,
+//! answering 500 and logging the reason once, until a watched file changes.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::bridge::{self, Fate, Outcome, Summary, Transport};
+use crate::config::{self, Site};
+use crate::environ::{self, Param};
+use crate::sys::{self, Stamp};
+use crate::worker::{StartError, Worker};
+
+/// What a watched-file check found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Change {
+    None,
+    /// Restart the worker (site.toml or the app changed, or a touch).
+    Restart,
+    /// The executable itself was replaced: exec the new one.
+    Reexec,
+}
+
+pub struct App {
+    /// The executable as invoked (argv[0] or SCRIPT_FILENAME), absolute.
+    pub script: PathBuf,
+    pub site_file: PathBuf,
+    pub site: Result<Site, config::Error>,
+    worker: Option<Worker>,
+    /// Why the app is not available, while it is not; logged once.
+    broken: Option<String>,
+    run_once: bool,
+    stamps: Vec<(PathBuf, Option<Stamp>)>,
+    script_stamp: Option<Stamp>,
+}
+
+impl App {
+    pub fn new(script: PathBuf, run_once: bool) -> App {
+        let site_file = config::locate(&script);
+        let site = config::load(&site_file);
+        let mut app = App {
+            script_stamp: sys::stamp(&script),
+            script,
+            site_file,
+            site,
+            worker: None,
+            broken: None,
+            run_once,
+            stamps: Vec::new(),
+        };
+        app.apply_site();
+        app.stamps = app
+            .watched()
+            .into_iter()
+            .map(|p| {
+                let s = sys::stamp(&p);
+                (p, s)
+            })
+            .collect();
+        app
+    }
+
+    /// Acts on a freshly loaded config: log file, and the error if any.
+    fn apply_site(&mut self) {
+        match &self.site {
+            Ok(site) => {
+                if let Err(e) = crate::log::set_file(site.log_file.as_deref()) {
+                    let path = site
+                        .log_file
+                        .as_deref()
+                        .unwrap_or(Path::new(""))
+                        .display()
+                        .to_string();
+                    crate::error!("cannot open log_file {path}: {e}; logging to stderr only");
+                }
+                self.broken = None;
+            }
+            Err(e) => {
+                crate::error!("{e}");
+                self.broken = Some(e.to_string());
+            }
+        }
+    }
+
+    fn watched(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.site_file.clone()];
+        if let Ok(site) = &self.site {
+            files.extend(site.watch.iter().cloned());
+        }
+        files
+    }
+
+    /// The site, if its config loaded.
+    pub fn site(&self) -> Option<&Site> {
+        self.site.as_ref().ok()
+    }
+
+    /// Starts the worker unless it runs or the app is known broken.
+    pub fn ensure_worker(&mut self) -> Option<&mut Worker> {
+        if self.worker.is_none() && self.broken.is_none() {
+            let site = self.site.as_ref().ok()?;
+            let began = Instant::now();
+            match Worker::start(site, self.run_once) {
+                Ok(w) => {
+                    crate::info!(
+                        "python worker {} ready: python {}, app imported in {} ms (started in {} ms)",
+                        w.pid,
+                        w.ready.python,
+                        w.ready.import_ms,
+                        began.elapsed().as_millis()
+                    );
+                    self.worker = Some(w);
+                }
+                Err(e) => {
+                    if let StartError::Import(tb) = &e {
+                        for line in tb.lines() {
+                            crate::error!("app: {line}");
+                        }
+                    }
+                    let app = site
+                        .wsgi_app
+                        .as_deref()
+                        .or(site.settings_module.as_deref())
+                        .unwrap_or("?");
+                    let msg = format!(
+                        "cannot load the app {app} from {}: {e}",
+                        site.file.display()
+                    );
+                    crate::error!("{msg}; answering 500 until mysite.fcgi or site.toml changes");
+                    self.broken = Some(msg);
+                }
+            }
+        }
+        self.worker.as_mut()
+    }
+
+    /// Why the app cannot serve, if it cannot.
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
+    }
+
+    /// Serves one request. Returns how it ended, for the transport to
+    /// finish (error page, or end of response).
+    pub fn handle(
+        &mut self,
+        id: u16,
+        mut params: Vec<Param<'_>>,
+        body: &[u8],
+        body_complete: bool,
+        t: &mut dyn Transport,
+    ) -> Outcome {
+        let prep = environ::prepare(&mut params, self.site());
+        let find = |name: &[u8]| {
+            params
+                .iter()
+                .find(|(n, _)| n.as_ref() == name)
+                .map(|(_, v)| v.to_vec())
+                .unwrap_or_default()
+        };
+        let (method, uri) = (find(b"REQUEST_METHOD"), find(b"REQUEST_URI"));
+        let what = Summary {
+            method: &method,
+            uri: &uri,
+        };
+        let limits = self.site().map(|s| s.limits.clone()).unwrap_or_default();
+        if limits.max_body > 0 && prep.content_length.is_some_and(|n| n > limits.max_body) {
+            crate::warn!(
+                "request {what}: body of {} bytes is over max_body ({}); answering 413",
+                prep.content_length.unwrap_or(0),
+                limits.max_body
+            );
+            return Outcome::Failed(413);
+        }
+        let request = environ::request_frame(id, &params, &prep, body, body_complete);
+        drop(params);
+        let Some(w) = self.ensure_worker() else {
+            return Outcome::Failed(500);
+        };
+        let deadline =
+            (!limits.request_timeout.is_zero()).then(|| Instant::now() + limits.request_timeout);
+        let (outcome, fate) = bridge::relay(w, &request, id, t, deadline, &what);
+        match fate {
+            Fate::Gone => {
+                if let Some(w) = self.worker.take() {
+                    let pid = w.pid;
+                    let how = w.kill();
+                    crate::error!("python worker {pid} {how}; the next request starts a new one");
+                }
+            }
+            Fate::Keep => {
+                if let Some(w) = self.worker.as_mut() {
+                    w.served += 1;
+                    self.recycle_if_due(&limits);
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Ends the worker after max_requests or past max_rss; the next request
+    /// starts a fresh one. Between requests, so no request fails.
+    fn recycle_if_due(&mut self, limits: &config::Limits) {
+        let Some(w) = self.worker.as_ref() else {
+            return;
+        };
+        let reason = if limits.max_requests > 0 && w.served >= limits.max_requests {
+            Some(format!("served max_requests ({})", limits.max_requests))
+        } else if limits.max_rss > 0 {
+            w.rss().filter(|&rss| rss > limits.max_rss).map(|rss| {
+                format!(
+                    "uses {} MiB, over max_rss ({} MiB)",
+                    rss >> 20,
+                    limits.max_rss >> 20
+                )
+            })
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            let w = self.worker.take().expect("checked above");
+            crate::info!("recycling python worker {}: {reason}", w.pid);
+            w.stop(Duration::from_secs(2));
+        }
+    }
+
+    /// Checks the watched files for a change (any change: a restored backup
+    /// with an older mtime counts, FIELD_NOTES "Lifecycle and reload").
+    pub fn changed(&mut self) -> Change {
+        let script_now = sys::stamp(&self.script);
+        let script_changed = script_now != self.script_stamp;
+        let mut files_changed = false;
+        for (path, stamp) in &mut self.stamps {
+            let now = sys::stamp(path);
+            if now != *stamp {
+                *stamp = now;
+                files_changed = true;
+            }
+        }
+        if !script_changed && !files_changed {
+            return Change::None;
+        }
+        let replaced = match (script_now, self.script_stamp) {
+            (Some(a), Some(b)) => (a.dev, a.ino) != (b.dev, b.ino),
+            _ => false,
+        };
+        self.script_stamp = script_now;
+        if replaced {
+            Change::Reexec
+        } else {
+            Change::Restart
+        }
+    }
+
+    /// Reloads site.toml and drops the worker, so that the next request (or
+    /// [`Self::ensure_worker`]) runs the new code. A site.toml that no longer
+    /// parses keeps the last good config running.
+    pub fn restart(&mut self, why: &str) {
+        crate::info!("reloading: {why}");
+        match config::load(&self.site_file) {
+            Ok(site) => {
+                self.site = Ok(site);
+                self.apply_site();
+            }
+            Err(e) if self.site.is_ok() => {
+                crate::error!("{e}; keeping the last good config");
+            }
+            Err(e) => {
+                self.site = Err(e);
+                self.apply_site();
+            }
+        }
+        if self.site.is_ok() {
+            self.broken = None;
+        }
+        self.stamps = self
+            .watched()
+            .into_iter()
+            .map(|p| {
+                let s = sys::stamp(&p);
+                (p, s)
+            })
+            .collect();
+        if let Some(w) = self.worker.take() {
+            w.stop(Duration::from_secs(1));
+        }
+    }
+
+    /// Ends the worker for good (exit or exec).
+    pub fn shutdown(&mut self) {
+        if let Some(w) = self.worker.take() {
+            w.stop(Duration::from_secs(1));
+        }
+    }
+
+    /// While idle: the worker's descriptors (log output, death).
+    pub fn idle_fds(&self) -> Option<[std::os::fd::RawFd; 2]> {
+        self.worker.as_ref().map(Worker::idle_fds)
+    }
+
+    /// Called when an idle worker's descriptors woke us: log its output, and
+    /// notice if it died.
+    pub fn idle_event(&mut self) {
+        let Some(w) = self.worker.as_mut() else {
+            return;
+        };
+        w.poll_log();
+        let mut probe = [0u8; 1];
+        let from = w.idle_fds()[0];
+        // The frame pipe is readable while idle only at EOF (or if the
+        // worker misbehaves): either way this worker is done.
+        // EAGAIN means it only printed something.
+        if sys::read(from, &mut probe).is_ok() {
+            let w = self.worker.take().expect("checked above");
+            let pid = w.pid;
+            let how = w.kill();
+            crate::error!(
+                "python worker {pid} {how} while idle; the next request starts a new one"
+            );
+        }
+    }
+}

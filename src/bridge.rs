@@ -1,0 +1,293 @@
+//! The bridge: carries one request to the Python worker and the response
+//! back, whatever the transport.
+//!
+//! Middle of the data path. A transport (FastCGI or CGI) hands over the
+//! request frame and implements [`Transport`] for the body and the
+//! response; the relay streams both ways (the body only when the app asks
+//! for it, so it is never held whole) and decides what the client sees when
+//! something fails: before any output, a fixed error page; after, the
+//! response just ends (wsgiref's rule).
+
+use std::time::Instant;
+
+use crate::frame;
+use crate::signals;
+use crate::worker::{Event, Worker};
+
+/// The client went away (or the web server aborted the request): stop
+/// relaying, but let the app finish.
+#[derive(Debug)]
+pub struct Gone;
+
+pub trait Transport {
+    /// Up to `max` more body bytes; empty at the end of the body.
+    fn body(&mut self, max: usize) -> Result<&[u8], Gone>;
+    /// Response bytes (the CGI header block, then the body). May buffer.
+    fn output(&mut self, data: &[u8]) -> Result<(), Gone>;
+    /// Sends what `output` buffered.
+    fn flush(&mut self) -> Result<(), Gone>;
+}
+
+/// How a relayed request ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The response went out as the app made it.
+    Complete,
+    /// Nothing was sent: the transport sends the error page for this status.
+    Failed(u16),
+    /// Output had started when something failed: end the response as is.
+    Cut,
+}
+
+/// Whether the worker can serve another request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fate {
+    Keep,
+    /// Dead or killed; how it ended is in the log.
+    Gone,
+}
+
+/// Context for log lines about one request.
+pub struct Summary<'a> {
+    pub method: &'a [u8],
+    pub uri: &'a [u8],
+}
+
+impl std::fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let uri = String::from_utf8_lossy(self.uri);
+        let uri: String = uri.chars().take(200).collect();
+        write!(
+            f,
+            "{} {}",
+            String::from_utf8_lossy(self.method),
+            uri.escape_debug()
+        )
+    }
+}
+
+/// Largest body chunk handed to the worker per `G`.
+const MAX_INPUT_CHUNK: usize = 256 << 10;
+
+/// Sends `request` (a whole `R` frame) to the worker and relays until the
+/// app is done. `deadline` is the request timeout.
+pub fn relay(
+    w: &mut Worker,
+    request: &[u8],
+    id: u16,
+    t: &mut dyn Transport,
+    deadline: Option<Instant>,
+    what: &Summary<'_>,
+) -> (Outcome, Fate) {
+    let pid = w.pid;
+    let mut started = false;
+    let mut gone = false;
+    let mut input_ended = false;
+    let fail = |started: bool, status: u16| {
+        if started {
+            Outcome::Cut
+        } else {
+            Outcome::Failed(status)
+        }
+    };
+
+    match w.send(&[request], deadline) {
+        Ok(true) => {}
+        Ok(false) => {
+            crate::error!(
+                "request {what}: python worker {pid} did not take the request in time; killing it"
+            );
+            return (Outcome::Failed(503), Fate::Gone);
+        }
+        Err(e) => {
+            crate::error!("request {what}: python worker {pid} is gone ({e}); answering 502");
+            return (Outcome::Failed(502), Fate::Gone);
+        }
+    }
+    loop {
+        if !w.has_frame() && started && !gone && t.flush().is_err() {
+            gone = true;
+        }
+        let event = match w.next(deadline) {
+            Ok(e) => e,
+            Err(e) => {
+                crate::error!(
+                    "request {what}: python worker {pid} broke the protocol ({e}); killing it"
+                );
+                return (fail(started, 502), Fate::Gone);
+            }
+        };
+        let h = match event {
+            Event::Frame(h) => h,
+            Event::Signalled => continue,
+            Event::Closed => {
+                crate::error!(
+                    "request {what}: python worker {pid} died in the middle of the request; answering 502"
+                );
+                return (fail(started, 502), Fate::Gone);
+            }
+            Event::TimedOut => {
+                let status = if signals::stop_requested().is_some() {
+                    crate::error!(
+                        "request {what}: still running when the stop grace period ended; killing python worker {pid}"
+                    );
+                    503
+                } else {
+                    crate::error!(
+                        "request {what}: no answer within the request_timeout; killing python worker {pid}"
+                    );
+                    504
+                };
+                return (fail(started, status), Fate::Gone);
+            }
+        };
+        let payload = w.payload(h);
+        match h.kind {
+            frame::OUTPUT => {
+                if payload.len() > frame::MAX_OUTPUT {
+                    crate::error!(
+                        "request {what}: python worker {pid} sent an output frame of {} bytes; killing it",
+                        payload.len()
+                    );
+                    return (fail(started, 502), Fate::Gone);
+                }
+                started |= !payload.is_empty();
+                if !gone && t.output(payload).is_err() {
+                    gone = true;
+                }
+                w.consume(h);
+            }
+            frame::GET_INPUT => {
+                let max = payload
+                    .get(..4)
+                    .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+                w.consume(h);
+                // The app may wait for the client after sending headers
+                // (a progress page, 100-continue logic): send what we have.
+                if started && !gone && t.flush().is_err() {
+                    gone = true;
+                }
+                let sent = if gone || input_ended {
+                    w.send_frame(frame::INPUT_END, id, &[], deadline)
+                } else {
+                    match t.body(max.clamp(1, MAX_INPUT_CHUNK)) {
+                        Ok([]) => {
+                            input_ended = true;
+                            w.send_frame(frame::INPUT_END, id, &[], deadline)
+                        }
+                        Ok(chunk) => w.send_frame(frame::INPUT, id, &[chunk], deadline),
+                        Err(Gone) => {
+                            gone = true;
+                            input_ended = true;
+                            w.send_frame(frame::INPUT_END, id, &[], deadline)
+                        }
+                    }
+                };
+                if !matches!(sent, Ok(true)) {
+                    crate::error!("request {what}: python worker {pid} stopped reading its input");
+                    return (fail(started, 502), Fate::Gone);
+                }
+            }
+            frame::DONE => {
+                let code = payload.first().copied().unwrap_or(frame::DONE_OK);
+                w.consume(h);
+                if gone {
+                    crate::info!(
+                        "request {what}: the client went away before the response was complete"
+                    );
+                }
+                let outcome = match code {
+                    frame::DONE_OK => Outcome::Complete,
+                    frame::DONE_FAILED_BEFORE_OUTPUT if !started => Outcome::Failed(500),
+                    frame::DONE_FAILED_AFTER_OUTPUT => Outcome::Cut,
+                    _ => {
+                        crate::error!("request {what}: python worker {pid} sent done code {code}");
+                        Outcome::Cut
+                    }
+                };
+                if outcome != Outcome::Complete {
+                    crate::error!("request {what}: the app failed (traceback above)");
+                }
+                return (outcome, Fate::Keep);
+            }
+            other => {
+                crate::error!(
+                    "request {what}: python worker {pid} sent unexpected frame type {other}; killing it"
+                );
+                return (fail(started, 502), Fate::Gone);
+            }
+        }
+    }
+}
+
+/// A complete CGI-style response for an error: fixed text, never a
+/// traceback or a config value (those go to the log).
+pub fn error_page(status: u16) -> Vec<u8> {
+    let (reason, text) = match status {
+        400 => ("Bad Request", "The request could not be understood."),
+        413 => (
+            "Content Too Large",
+            "The request body is larger than this site accepts.",
+        ),
+        502 => (
+            "Bad Gateway",
+            "The application ended unexpectedly while answering. The details are in the site's log.",
+        ),
+        503 => (
+            "Service Unavailable",
+            "The application is restarting or shutting down. Please try again.",
+        ),
+        504 => (
+            "Gateway Timeout",
+            "The application took too long to answer. The details are in the site's log.",
+        ),
+        _ => (
+            "Internal Server Error",
+            "The application could not answer this request. The details are in the site's log.",
+        ),
+    };
+    let body = format!(
+        "<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\n\
+         <body><h1>{reason}</h1>\n<p>{text}</p></body></html>\n"
+    );
+    let mut out = format!(
+        "Status: {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\n\
+         Content-Length: {}\r\nCache-Control: no-store\r\n",
+        body.len()
+    );
+    if status == 503 {
+        out.push_str("Retry-After: 5\r\n");
+    }
+    out.push_str("\r\n");
+    out.push_str(&body);
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_pages_are_complete_cgi_responses() {
+        for status in [400, 413, 500, 502, 503, 504] {
+            let page = String::from_utf8(error_page(status)).expect("ascii");
+            assert!(page.starts_with(&format!("Status: {status} ")), "{page}");
+            let (head, body) = page.split_once("\r\n\r\n").expect("header block");
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|v| v.parse().ok())
+                .expect("content length");
+            assert_eq!(len, body.len());
+        }
+    }
+
+    #[test]
+    fn summary_is_one_safe_line() {
+        let s = Summary {
+            method: b"GET",
+            uri: b"/a\nb\xff",
+        };
+        assert_eq!(s.to_string(), "GET /a\\nb\u{fffd}");
+    }
+}

@@ -1,0 +1,416 @@
+//! From the web server's params to what the app sees, and into an `R` frame.
+//!
+//! Data path, between the transports and the bridge. Pure: params in, params
+//! out. Here the shim repairs what the servers get wrong for a rewritten
+//! site (FIELD_NOTES, "What users of shared hosting hit"):
+//! - httpoxy: a `Proxy:` request header arrives as HTTP_PROXY; it is dropped.
+//! - Apache strips Authorization for CGI/FastCGI; the .htaccess rewrite
+//!   fallback delivers it as REDIRECT_HTTP_AUTHORIZATION (one REDIRECT_ per
+//!   internal redirect): mapped back to HTTP_AUTHORIZATION.
+//! - After `RewriteRule ^(.*)$ mysite.fcgi/$1`, SCRIPT_NAME names the .fcgi,
+//!   so `reverse()`/`url_for()` would put it in every URL. When the request
+//!   path (REQUEST_URI) does not start with SCRIPT_NAME, the request was
+//!   rewritten: SCRIPT_NAME becomes the directory the site is mounted at and
+//!   PATH_INFO the rest of the path. `script_name` in site.toml overrides.
+//! - https is detected from HTTPS=on/1, REQUEST_SCHEME, port 443, and
+//!   X-Forwarded-Proto only from trusted proxies.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use crate::config::{Net, Site};
+use crate::frame;
+
+pub type Param<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
+
+/// What the shim needs to know about a request besides its params.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Prepared {
+    pub https: bool,
+    /// CONTENT_LENGTH when present and valid.
+    pub content_length: Option<u64>,
+}
+
+fn get<'p>(params: &'p [Param<'_>], name: &[u8]) -> Option<&'p [u8]> {
+    params
+        .iter()
+        .rev()
+        .find(|(n, _)| n.as_ref() == name)
+        .map(|(_, v)| v.as_ref())
+}
+
+fn set<'a>(params: &mut Vec<Param<'a>>, name: &'static [u8], value: Vec<u8>) {
+    params.retain(|(n, _)| n.as_ref() != name);
+    params.push((Cow::Borrowed(name), Cow::Owned(value)));
+}
+
+/// Applies every repair above, in place.
+pub fn prepare(params: &mut Vec<Param<'_>>, site: Option<&Site>) -> Prepared {
+    params.retain(|(n, _)| n.as_ref() != b"HTTP_PROXY");
+
+    if get(params, b"HTTP_AUTHORIZATION").is_none() {
+        // The fewest REDIRECT_ prefixes is the latest value.
+        let found = (1..=4).find_map(|depth| {
+            let name = [&b"REDIRECT_"[..].repeat(depth), &b"HTTP_AUTHORIZATION"[..]].concat();
+            get(params, &name)
+                .filter(|v| !v.is_empty())
+                .map(<[u8]>::to_vec)
+        });
+        if let Some(v) = found {
+            set(params, b"HTTP_AUTHORIZATION", v);
+        }
+    }
+
+    let trusted = |list: &[Net]| {
+        let peer: Option<IpAddr> = get(params, b"REMOTE_ADDR")
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|s| s.parse().ok());
+        peer.is_some_and(|ip| list.iter().any(|n| n.contains(ip)))
+    };
+    let proxies = site.map_or(&[][..], |s| &s.trusted_proxies[..]);
+    let from_proxy = !proxies.is_empty() && trusted(proxies);
+    let https = match get(params, b"HTTPS").map(|v| v.to_ascii_lowercase()) {
+        Some(v) if v == b"on" || v == b"1" => true,
+        _ => {
+            get(params, b"REQUEST_SCHEME").is_some_and(|v| v.eq_ignore_ascii_case(b"https"))
+                || get(params, b"SERVER_PORT") == Some(b"443")
+                || (from_proxy
+                    && get(params, b"HTTP_X_FORWARDED_PROTO").is_some_and(|v| {
+                        v.split(|&b| b == b',')
+                            .next()
+                            .is_some_and(|p| p.trim_ascii().eq_ignore_ascii_case(b"https"))
+                    }))
+        }
+    };
+    if from_proxy {
+        // The client is the right-most address that is not a trusted proxy.
+        let client = get(params, b"HTTP_X_FORWARDED_FOR").and_then(|v| {
+            std::str::from_utf8(v)
+                .ok()?
+                .rsplit(',')
+                .map(str::trim)
+                .find(|a| {
+                    a.parse::<IpAddr>()
+                        .is_ok_and(|ip| !proxies.iter().any(|n| n.contains(ip)))
+                })
+                .map(str::to_owned)
+        });
+        if let Some(c) = client {
+            set(params, b"REMOTE_ADDR", c.into_bytes());
+        }
+    }
+
+    fix_mount(params, site.and_then(|s| s.script_name.as_deref()));
+
+    let content_length = get(params, b"CONTENT_LENGTH")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|s| s.trim().parse().ok());
+    Prepared {
+        https,
+        content_length,
+    }
+}
+
+/// Sets SCRIPT_NAME to where the site is mounted and PATH_INFO to the rest.
+fn fix_mount(params: &mut Vec<Param<'_>>, configured: Option<&str>) {
+    let Some(uri) = get(params, b"REQUEST_URI") else {
+        return;
+    };
+    let raw_path = uri.split(|&b| b == b'?').next().unwrap_or(b"");
+    let Some(path) = percent_decode(raw_path) else {
+        return;
+    };
+    let clean = path.starts_with(b"/")
+        && !path
+            .split(|&b| b == b'/')
+            .skip(1)
+            .any(|seg| seg == b"." || seg == b"..");
+    let script = get(params, b"SCRIPT_NAME").unwrap_or(b"").to_vec();
+
+    let mount: Vec<u8> = match configured {
+        Some(s) => s.as_bytes().to_vec(),
+        None => {
+            if starts_at_segment(&path, &script) || script.is_empty() {
+                return; // not rewritten: the server's values are right
+            }
+            match script.iter().rposition(|&b| b == b'/') {
+                Some(i) => script[..i].to_vec(),
+                None => return,
+            }
+        }
+    };
+    let rest = if clean && starts_at_segment(&path, &mount) {
+        path[mount.len()..].to_vec()
+    } else {
+        // A path we will not reinterpret: keep the server's PATH_INFO.
+        get(params, b"PATH_INFO").unwrap_or(b"").to_vec()
+    };
+    set(params, b"SCRIPT_NAME", mount);
+    set(params, b"PATH_INFO", rest);
+}
+
+fn starts_at_segment(path: &[u8], prefix: &[u8]) -> bool {
+    path.starts_with(prefix)
+        && (path.len() == prefix.len() || path[prefix.len()] == b'/' || prefix.ends_with(b"/"))
+}
+
+/// %XX-decodes a URL path; None when an escape is malformed.
+fn percent_decode(s: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            let v = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(s[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// Encodes the whole `R` frame: header, flags, params, and the part of the
+/// body already at hand.
+pub fn request_frame(
+    id: u16,
+    params: &[Param<'_>],
+    prep: &Prepared,
+    body: &[u8],
+    body_complete: bool,
+) -> Vec<u8> {
+    let items = params.iter().map(|(n, v)| (n.as_ref(), v.as_ref()));
+    let len = 1 + frame::pairs_len(items.clone()) + body.len();
+    let mut out = Vec::with_capacity(frame::HEADER_LEN + len);
+    out.extend_from_slice(&frame::header(frame::REQUEST, id, len));
+    let mut flags = 0;
+    if body_complete {
+        flags |= frame::FLAG_BODY_COMPLETE;
+    }
+    if prep.https {
+        flags |= frame::FLAG_HTTPS;
+    }
+    out.push(flags);
+    frame::push_pairs(&mut out, items);
+    out.extend_from_slice(body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(list: &[(&str, &str)]) -> Vec<Param<'static>> {
+        list.iter()
+            .map(|(n, v)| {
+                (
+                    Cow::Owned(n.as_bytes().to_vec()),
+                    Cow::Owned(v.as_bytes().to_vec()),
+                )
+            })
+            .collect()
+    }
+
+    fn value(p: &[Param<'_>], name: &str) -> Option<String> {
+        get(p, name.as_bytes()).map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    #[test]
+    fn httpoxy_is_dropped() {
+        let mut p = params(&[("HTTP_PROXY", "http://evil"), ("HTTP_HOST", "x")]);
+        prepare(&mut p, None);
+        assert_eq!(value(&p, "HTTP_PROXY"), None);
+        assert_eq!(value(&p, "HTTP_HOST").as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn authorization_comes_back_from_redirect_forms() {
+        let mut p = params(&[
+            ("REDIRECT_REDIRECT_HTTP_AUTHORIZATION", "old"),
+            ("REDIRECT_HTTP_AUTHORIZATION", "Bearer t"),
+        ]);
+        prepare(&mut p, None);
+        assert_eq!(value(&p, "HTTP_AUTHORIZATION").as_deref(), Some("Bearer t"));
+        let mut p = params(&[("REDIRECT_REDIRECT_HTTP_AUTHORIZATION", "Basic x")]);
+        prepare(&mut p, None);
+        assert_eq!(value(&p, "HTTP_AUTHORIZATION").as_deref(), Some("Basic x"));
+        let mut p = params(&[
+            ("HTTP_AUTHORIZATION", "real"),
+            ("REDIRECT_HTTP_AUTHORIZATION", "other"),
+        ]);
+        prepare(&mut p, None);
+        assert_eq!(value(&p, "HTTP_AUTHORIZATION").as_deref(), Some("real"));
+    }
+
+    #[test]
+    fn https_detection() {
+        for (list, want) in [
+            (&[("HTTPS", "on")][..], true),
+            (&[("HTTPS", "1")][..], true),
+            (&[("HTTPS", "off")][..], false),
+            (&[("REQUEST_SCHEME", "https")][..], true),
+            (&[("SERVER_PORT", "443")][..], true),
+            (&[("SERVER_PORT", "80")][..], false),
+            (
+                &[
+                    ("HTTP_X_FORWARDED_PROTO", "https"),
+                    ("REMOTE_ADDR", "10.0.0.1"),
+                ][..],
+                false,
+            ),
+        ] {
+            let mut p = params(list);
+            assert_eq!(prepare(&mut p, None).https, want, "{list:?}");
+        }
+    }
+
+    #[test]
+    fn forwarded_headers_only_from_trusted_proxies() {
+        let site = Site {
+            trusted_proxies: vec![Net::parse("10.0.0.0/8").expect("net")],
+            ..Site::default()
+        };
+        let mut p = params(&[
+            ("HTTP_X_FORWARDED_PROTO", "https"),
+            ("HTTP_X_FORWARDED_FOR", "1.2.3.4, 10.0.0.9"),
+            ("REMOTE_ADDR", "10.0.0.1"),
+        ]);
+        assert!(prepare(&mut p, Some(&site)).https);
+        assert_eq!(value(&p, "REMOTE_ADDR").as_deref(), Some("1.2.3.4"));
+        let mut p = params(&[
+            ("HTTP_X_FORWARDED_PROTO", "https"),
+            ("HTTP_X_FORWARDED_FOR", "1.2.3.4"),
+            ("REMOTE_ADDR", "192.0.2.1"),
+        ]);
+        assert!(!prepare(&mut p, Some(&site)).https);
+        assert_eq!(value(&p, "REMOTE_ADDR").as_deref(), Some("192.0.2.1"));
+    }
+
+    fn mount(list: &[(&str, &str)], configured: Option<&str>) -> (String, String) {
+        let mut p = params(list);
+        let site = Site {
+            script_name: configured.map(str::to_owned),
+            ..Site::default()
+        };
+        prepare(&mut p, Some(&site));
+        (
+            value(&p, "SCRIPT_NAME").unwrap_or_default(),
+            value(&p, "PATH_INFO").unwrap_or_default(),
+        )
+    }
+
+    #[test]
+    fn rewritten_requests_get_the_mount_point() {
+        // Apache .htaccess in the web root.
+        let got = mount(
+            &[
+                ("SCRIPT_NAME", "/mysite.fcgi"),
+                ("PATH_INFO", "/a/b"),
+                ("REQUEST_URI", "/a/b?x=1"),
+            ],
+            None,
+        );
+        assert_eq!(got, ("".into(), "/a/b".into()));
+        // In /blog/.
+        let got = mount(
+            &[
+                ("SCRIPT_NAME", "/blog/mysite.fcgi"),
+                ("PATH_INFO", "/a"),
+                ("REQUEST_URI", "/blog/a"),
+            ],
+            None,
+        );
+        assert_eq!(got, ("/blog".into(), "/a".into()));
+        // The mount itself.
+        let got = mount(
+            &[
+                ("SCRIPT_NAME", "/blog/mysite.fcgi"),
+                ("PATH_INFO", "/"),
+                ("REQUEST_URI", "/blog/"),
+            ],
+            None,
+        );
+        assert_eq!(got, ("/blog".into(), "/".into()));
+        // Percent-escapes are decoded like PATH_INFO, bytes kept.
+        let got = mount(
+            &[
+                ("SCRIPT_NAME", "/mysite.fcgi"),
+                ("REQUEST_URI", "/caf%C3%A9%2Fx"),
+            ],
+            None,
+        );
+        assert_eq!(got, ("".into(), "/café/x".into()));
+    }
+
+    #[test]
+    fn direct_requests_are_left_alone() {
+        let got = mount(
+            &[
+                ("SCRIPT_NAME", "/mysite.fcgi"),
+                ("PATH_INFO", "/a"),
+                ("REQUEST_URI", "/mysite.fcgi/a"),
+            ],
+            None,
+        );
+        assert_eq!(got, ("/mysite.fcgi".into(), "/a".into()));
+        let got = mount(
+            &[
+                ("SCRIPT_NAME", "/app"),
+                ("PATH_INFO", "/x"),
+                ("REQUEST_URI", "/app/x"),
+            ],
+            None,
+        );
+        assert_eq!(got, ("/app".into(), "/x".into()));
+    }
+
+    #[test]
+    fn dot_segments_keep_the_servers_path_info() {
+        let got = mount(
+            &[
+                ("SCRIPT_NAME", "/mysite.fcgi"),
+                ("PATH_INFO", "/b"),
+                ("REQUEST_URI", "/a/../b"),
+            ],
+            None,
+        );
+        assert_eq!(got, ("".into(), "/b".into()));
+    }
+
+    #[test]
+    fn configured_script_name_wins_and_fixes_lighttpd_root_mount() {
+        // lighttpd with "/" => bin-path puts the whole path in SCRIPT_NAME.
+        let got = mount(
+            &[("SCRIPT_NAME", "/a/b"), ("REQUEST_URI", "/a/b")],
+            Some(""),
+        );
+        assert_eq!(got, ("".into(), "/a/b".into()));
+        let got = mount(
+            &[("SCRIPT_NAME", "/x.fcgi"), ("REQUEST_URI", "/shop/item")],
+            Some("/shop"),
+        );
+        assert_eq!(got, ("/shop".into(), "/item".into()));
+    }
+
+    #[test]
+    fn request_frame_layout() {
+        let p = params(&[("A", "b")]);
+        let f = request_frame(
+            1,
+            &p,
+            &Prepared {
+                https: true,
+                content_length: None,
+            },
+            b"xy",
+            true,
+        );
+        // 1 flag byte + 14 bytes of pairs + 2 body bytes.
+        assert_eq!(&f[..7], &[b'R', 1, 0, 17, 0, 0, 0]);
+        assert_eq!(f[7], frame::FLAG_BODY_COMPLETE | frame::FLAG_HTTPS);
+        assert_eq!(&f[8..20], &[1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(&f[20..], b"Abxy");
+    }
+}

@@ -1,0 +1,596 @@
+//! The persistent Python worker: starting it, talking frames to it, ending it.
+//!
+//! Lifecycle and transport of the bridge. The worker is the site's own
+//! interpreter running `worker.py` (shipped inside this binary), which
+//! imports the app once and then serves requests framed as in `frame.rs`.
+//! It never outlives the shim: PR_SET_PDEATHSIG kills it if the shim dies
+//! (mod_fcgid may SIGKILL us), and it exits on EOF of its request pipe.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::config::Site;
+use crate::frame;
+use crate::log::LineBuffer;
+use crate::signals;
+use crate::sys;
+
+const WORKER_SOURCE: &str = include_str!("worker.py");
+const LOADER: &str = include_str!("loader.py");
+
+/// What the worker reported once the app was imported.
+#[derive(Clone, Debug, Default)]
+pub struct Ready {
+    pub python: String,
+    pub executable: String,
+    pub sys_path: Vec<String>,
+    pub import_ms: String,
+}
+
+#[derive(Debug)]
+pub enum StartError {
+    /// No interpreter, or it could not be run.
+    Spawn(String),
+    /// The app failed to import; the traceback is in the log.
+    Import(String),
+    /// The interpreter ended before it reported.
+    Died(String),
+    TimedOut(Duration),
+    /// A stop signal came while the app was importing.
+    Stopped,
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Spawn(m) => write!(f, "{m}"),
+            StartError::Import(_) => write!(f, "the app failed to import (traceback above)"),
+            StartError::Died(how) => write!(f, "the Python worker {how} before the app was loaded"),
+            StartError::TimedOut(d) => write!(
+                f,
+                "the app did not finish importing within {} s",
+                d.as_secs()
+            ),
+            StartError::Stopped => write!(f, "stopped by a signal while the app was importing"),
+        }
+    }
+}
+
+/// What the worker did while we waited for it.
+pub enum Event {
+    /// A whole frame is at the front of the buffer: see [`Worker::payload`],
+    /// then call [`Worker::consume`].
+    Frame(frame::Header),
+    /// The worker closed its end: it died or exited.
+    Closed,
+    TimedOut,
+    /// A stop signal arrived; deadlines may have shrunk.
+    Signalled,
+}
+
+pub struct Worker {
+    pub pid: libc::pid_t,
+    to: OwnedFd,
+    from: OwnedFd,
+    log: Option<OwnedFd>,
+    log_lines: LineBuffer,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    pub ready: Ready,
+    pub served: u64,
+}
+
+/// Environment variables of a CGI request: never copied into the worker's
+/// environment (httpoxy: a `Proxy:` header arrives as HTTP_PROXY).
+fn is_request_variable(name: &[u8]) -> bool {
+    const EXACT: &[&[u8]] = &[
+        b"GATEWAY_INTERFACE",
+        b"SERVER_SOFTWARE",
+        b"SERVER_NAME",
+        b"SERVER_PROTOCOL",
+        b"SERVER_PORT",
+        b"SERVER_ADDR",
+        b"SERVER_ADMIN",
+        b"SERVER_SIGNATURE",
+        b"REQUEST_METHOD",
+        b"REQUEST_URI",
+        b"REQUEST_SCHEME",
+        b"QUERY_STRING",
+        b"PATH_INFO",
+        b"PATH_TRANSLATED",
+        b"SCRIPT_NAME",
+        b"SCRIPT_FILENAME",
+        b"SCRIPT_URL",
+        b"SCRIPT_URI",
+        b"DOCUMENT_ROOT",
+        b"AUTH_TYPE",
+        b"CONTENT_TYPE",
+        b"CONTENT_LENGTH",
+        b"HTTPS",
+        b"UNIQUE_ID",
+        b"CONTEXT_PREFIX",
+        b"CONTEXT_DOCUMENT_ROOT",
+    ];
+    const PREFIX: &[&[u8]] = &[b"HTTP_", b"REMOTE_", b"REDIRECT_", b"SSL_"];
+    EXACT.contains(&name) || PREFIX.iter().any(|p| name.starts_with(p))
+}
+
+/// The interpreter to run: `python` from site.toml (relative to it, or a
+/// bare name looked up on PATH), else python3 on PATH, else the standard
+/// places (the seed's restart script runs us with an empty environment).
+pub fn find_python(site: &Site) -> Result<PathBuf, String> {
+    let dir = site.file.parent().unwrap_or(Path::new("/"));
+    let search = |name: &str| -> Option<PathBuf> {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|d| d.join(name))
+            .find(|p| is_executable(p))
+    };
+    match site.python.as_deref() {
+        Some(p) if p.contains('/') => {
+            let path = dir.join(p);
+            if is_executable(&path) {
+                Ok(path)
+            } else {
+                Err(format!(
+                    "python = \"{p}\" in {}: {} is not an executable file",
+                    site.file.display(),
+                    path.display()
+                ))
+            }
+        }
+        Some(name) => search(name).ok_or_else(|| {
+            format!("python = \"{name}\" in {}: not found on PATH; give a full path", site.file.display())
+        }),
+        None => search("python3")
+            .or_else(|| {
+                ["/usr/bin/python3", "/usr/local/bin/python3"]
+                    .iter()
+                    .map(PathBuf::from)
+                    .find(|p| is_executable(p))
+            })
+            .ok_or_else(|| {
+                format!(
+                    "no python3 on PATH, in /usr/bin or in /usr/local/bin; set python = \"/path/to/python3\" in {}",
+                    site.file.display()
+                )
+            }),
+    }
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: c is a valid NUL-terminated path.
+    p.is_file() && unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0
+}
+
+impl Worker {
+    /// Starts the interpreter, sends it the worker and the config, and waits
+    /// until the app is imported.
+    pub fn start(site: &Site, run_once: bool) -> Result<Worker, StartError> {
+        let python = find_python(site).map_err(StartError::Spawn)?;
+        let spawn_err = |what: &str, e: io::Error| StartError::Spawn(format!("{what}: {e}"));
+        let (to_child, to) = sys::pipe().map_err(|e| spawn_err("pipe", e))?;
+        let (from, from_child) = sys::pipe().map_err(|e| spawn_err("pipe", e))?;
+        let (log, log_child) = sys::pipe().map_err(|e| spawn_err("pipe", e))?;
+        let log_child2 = log_child.try_clone().map_err(|e| spawn_err("dup", e))?;
+
+        let mut cmd = Command::new(&python);
+        cmd.arg("-c").arg(LOADER).arg("fcgi-shim-worker");
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(log_child))
+            .stderr(Stdio::from(log_child2));
+        if run_once {
+            // Under CGI our environment is the request's: keep it out of the
+            // process environment (the request reaches the app as environ).
+            let keep: Vec<(OsString, OsString)> = std::env::vars_os()
+                .filter(|(k, _)| {
+                    use std::os::unix::ffi::OsStrExt;
+                    !is_request_variable(k.as_bytes())
+                })
+                .collect();
+            cmd.env_clear().envs(keep);
+        }
+        cmd.env_remove("FCGI_SHIM_REEXEC");
+        if let Some(s) = &site.settings_module {
+            cmd.env("DJANGO_SETTINGS_MODULE", s);
+        }
+        for (k, v) in &site.env {
+            cmd.env(k, v);
+        }
+        if let Some(dir) = site.file.parent() {
+            cmd.current_dir(dir);
+        }
+        let (in_fd, out_fd) = (to_child.as_raw_fd(), from_child.as_raw_fd());
+        let parent = sys::getpid() as libc::pid_t;
+        // SAFETY: the closure runs in the forked child before exec and calls
+        // only async-signal-safe functions (fcntl, dup2, prctl, getppid,
+        // sigaction via signal, _exit).
+        unsafe {
+            cmd.pre_exec(move || {
+                // Move both ends above the target numbers first, so that
+                // dup2 onto 3 cannot clobber a source that happens to be 3 or 4.
+                let a = libc::fcntl(in_fd, libc::F_DUPFD_CLOEXEC, 10);
+                let b = libc::fcntl(out_fd, libc::F_DUPFD_CLOEXEC, 10);
+                if a < 0 || b < 0 || libc::dup2(a, 3) < 0 || libc::dup2(b, 4) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                // The parent may have died before prctl took effect.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| StartError::Spawn(format!("cannot run {}: {e}", python.display())))?;
+        drop(cmd); // closes our copies of the child's pipe ends
+        drop(to_child);
+        drop(from_child);
+        let mut w = Worker {
+            pid: child.id() as libc::pid_t,
+            to,
+            from,
+            log: Some(log),
+            log_lines: LineBuffer::new(),
+            buf: vec![0; 256 << 10],
+            start: 0,
+            end: 0,
+            ready: Ready::default(),
+            served: 0,
+        };
+        for fd in [w.to.as_raw_fd(), w.from.as_raw_fd(), w.log_fd()] {
+            sys::set_nonblocking(fd, true).map_err(|e| spawn_err("fcntl", e))?;
+        }
+        let deadline = Some(Instant::now() + site.limits.startup_timeout);
+        match w.handshake(site, run_once, deadline) {
+            Ok(()) => Ok(w),
+            Err(e) => {
+                w.kill();
+                Err(e)
+            }
+        }
+    }
+
+    fn handshake(
+        &mut self,
+        site: &Site,
+        run_once: bool,
+        deadline: Option<Instant>,
+    ) -> Result<(), StartError> {
+        use std::os::unix::ffi::OsStrExt;
+        let died = |w: &mut Worker| StartError::Died(w.reap_now());
+        let mut boot = Vec::with_capacity(4 + WORKER_SOURCE.len() + 512);
+        boot.extend_from_slice(&(WORKER_SOURCE.len() as u32).to_le_bytes());
+        boot.extend_from_slice(WORKER_SOURCE.as_bytes());
+        let mut items: Vec<(&[u8], &[u8])> = vec![
+            (b"app", site.wsgi_app.as_deref().unwrap_or("").as_bytes()),
+            (
+                b"django",
+                if site.settings_module.is_some() {
+                    b"1"
+                } else {
+                    b"0"
+                },
+            ),
+            (b"run_once", if run_once { b"1" } else { b"0" }),
+        ];
+        for p in &site.search_path {
+            items.push((b"path", p.as_os_str().as_bytes()));
+        }
+        let len = frame::pairs_len(items.iter().copied());
+        boot.extend_from_slice(&frame::header(frame::CONFIG, 0, len));
+        frame::push_pairs(&mut boot, items.iter().copied());
+        match self.send(&[&boot], deadline) {
+            Ok(true) => {}
+            Ok(false) => return Err(StartError::Stopped),
+            Err(_) => return Err(died(self)),
+        }
+        loop {
+            match self.next(deadline) {
+                Ok(Event::Frame(h)) if h.kind == frame::READY => {
+                    let r = frame::decode_pairs(self.payload(h)).map(|(pairs, _)| {
+                        let get = |k: &[u8]| {
+                            pairs
+                                .iter()
+                                .find(|(n, _)| *n == k)
+                                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                        };
+                        Ready {
+                            python: get(b"python").unwrap_or_default(),
+                            executable: get(b"executable").unwrap_or_default(),
+                            sys_path: get(b"sys_path")
+                                .unwrap_or_default()
+                                .lines()
+                                .map(str::to_owned)
+                                .collect(),
+                            import_ms: get(b"import_ms").unwrap_or_default(),
+                        }
+                    });
+                    self.consume(h);
+                    self.ready =
+                        r.ok_or_else(|| StartError::Died("sent a garbled ready frame".into()))?;
+                    return Ok(());
+                }
+                Ok(Event::Frame(h)) if h.kind == frame::FAILED => {
+                    let tb = String::from_utf8_lossy(self.payload(h)).into_owned();
+                    self.consume(h);
+                    return Err(StartError::Import(tb));
+                }
+                Ok(Event::Frame(h)) => {
+                    return Err(StartError::Died(format!(
+                        "sent frame {:?} before ready",
+                        h.kind as char
+                    )));
+                }
+                Ok(Event::Closed) | Err(_) => return Err(died(self)),
+                Ok(Event::TimedOut) => {
+                    return Err(StartError::TimedOut(site.limits.startup_timeout));
+                }
+                Ok(Event::Signalled) => {
+                    if signals::grace_over() {
+                        return Err(StartError::Stopped);
+                    }
+                }
+            }
+        }
+    }
+
+    fn log_fd(&self) -> RawFd {
+        self.log.as_ref().map_or(-1, AsRawFd::as_raw_fd)
+    }
+
+    /// Reads what the worker printed and logs it line by line.
+    fn drain_log(&mut self) {
+        let Some(fd) = self.log.as_ref().map(AsRawFd::as_raw_fd) else {
+            return;
+        };
+        let mut chunk = [0u8; 8192];
+        let pid = self.pid;
+        loop {
+            match sys::read(fd, &mut chunk) {
+                Ok(0) => {
+                    self.log_lines.finish(|l| crate::info!("app[{pid}]: {l}"));
+                    self.log = None;
+                    return;
+                }
+                Ok(n) => self
+                    .log_lines
+                    .push(&chunk[..n], |l| crate::info!("app[{pid}]: {l}")),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return, // EAGAIN: nothing more for now
+            }
+        }
+    }
+
+    /// Writes all of `parts` to the worker. Ok(false) when a stop signal's
+    /// grace ran out first.
+    pub fn send(&mut self, parts: &[&[u8]], deadline: Option<Instant>) -> io::Result<bool> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut done = 0;
+        while done < total {
+            let mut iov: Vec<libc::iovec> = Vec::with_capacity(parts.len());
+            let mut skip = done;
+            for p in parts {
+                if skip >= p.len() {
+                    skip -= p.len();
+                    continue;
+                }
+                iov.push(libc::iovec {
+                    iov_base: p[skip..].as_ptr() as *mut _,
+                    iov_len: p.len() - skip,
+                });
+                skip = 0;
+            }
+            // SAFETY: every iovec points into a live slice of `parts`.
+            let r = unsafe {
+                libc::writev(self.to.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int)
+            };
+            if r >= 0 {
+                done += r as usize;
+                continue;
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => {}
+                io::ErrorKind::WouldBlock => {
+                    let fds = [
+                        (self.to.as_raw_fd(), libc::POLLOUT),
+                        (self.log_fd(), libc::POLLIN),
+                    ];
+                    let w = signals::wait(&fds, deadline)?;
+                    if w.ready(1) {
+                        self.drain_log();
+                    }
+                    if w.timed_out {
+                        return Ok(false);
+                    }
+                }
+                _ => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Sends one frame whose payload is `parts`, concatenated.
+    pub fn send_frame(
+        &mut self,
+        kind: u8,
+        id: u16,
+        parts: &[&[u8]],
+        deadline: Option<Instant>,
+    ) -> io::Result<bool> {
+        let len = parts.iter().map(|p| p.len()).sum();
+        let h = frame::header(kind, id, len);
+        let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+        all.push(&h);
+        all.extend_from_slice(parts);
+        self.send(&all, deadline)
+    }
+
+    /// True when a whole frame is already buffered.
+    pub fn has_frame(&self) -> bool {
+        frame::decode_header(&self.buf[self.start..self.end])
+            .is_some_and(|h| self.end - self.start >= frame::HEADER_LEN + h.len as usize)
+    }
+
+    /// Waits for the next whole frame from the worker.
+    pub fn next(&mut self, deadline: Option<Instant>) -> io::Result<Event> {
+        loop {
+            let avail = self.end - self.start;
+            if let Some(h) = frame::decode_header(&self.buf[self.start..self.end]) {
+                let need = frame::HEADER_LEN + h.len as usize;
+                if h.len as usize > frame::MAX_FROM_WORKER {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("the worker sent a frame of {} bytes", h.len),
+                    ));
+                }
+                if avail >= need {
+                    return Ok(Event::Frame(h));
+                }
+                if need > self.buf.len() {
+                    self.buf.resize(need, 0);
+                }
+            }
+            if self.end == self.buf.len() || (self.start > 0 && self.start == self.end) {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            let end = self.end;
+            match sys::read(self.from.as_raw_fd(), &mut self.buf[end..]) {
+                Ok(0) => {
+                    self.drain_log();
+                    return Ok(Event::Closed);
+                }
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let fds = [
+                        (self.from.as_raw_fd(), libc::POLLIN),
+                        (self.log_fd(), libc::POLLIN),
+                    ];
+                    let w = signals::wait(&fds, deadline)?;
+                    if w.ready(1) {
+                        self.drain_log();
+                    }
+                    if w.timed_out {
+                        return Ok(Event::TimedOut);
+                    }
+                    if w.signalled && !w.ready(0) {
+                        return Ok(Event::Signalled);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The payload of the frame [`next`](Self::next) returned.
+    pub fn payload(&self, h: frame::Header) -> &[u8] {
+        let from = self.start + frame::HEADER_LEN;
+        &self.buf[from..from + h.len as usize]
+    }
+
+    pub fn consume(&mut self, h: frame::Header) {
+        self.start += frame::HEADER_LEN + h.len as usize;
+    }
+
+    /// Drains pending log output without waiting (called while idle).
+    pub fn poll_log(&mut self) {
+        self.drain_log();
+    }
+
+    /// Descriptors to watch while idle: the log pipe, and the frame pipe
+    /// (readable at EOF when the worker dies).
+    pub fn idle_fds(&self) -> [RawFd; 2] {
+        [self.from.as_raw_fd(), self.log_fd()]
+    }
+
+    /// Reaps an exited (or exiting) worker; describes how it ended.
+    fn reap_now(&mut self) -> String {
+        let status = sys::reap(self.pid, Duration::from_millis(500));
+        self.drain_log();
+        sys::describe_status(status)
+    }
+
+    /// Ends a worker that died or misbehaved: SIGKILL, reap, collect its last
+    /// words. Returns how it ended.
+    pub fn kill(mut self) -> String {
+        // SAFETY: pid is our unreaped child; kill on it has no memory effects.
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        self.reap_now()
+    }
+
+    /// Asks the worker to exit (EOF on its request pipe), waits up to `limit`,
+    /// then kills it.
+    pub fn stop(self, limit: Duration) {
+        let Worker {
+            pid,
+            to,
+            from,
+            mut log,
+            mut log_lines,
+            ..
+        } = self;
+        drop(to);
+        let status = sys::reap(pid, limit);
+        drop(from);
+        if let Some(fd) = log.take() {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n @ 1..) = sys::read(fd.as_raw_fd(), &mut chunk) {
+                log_lines.push(&chunk[..n], |l| crate::info!("app[{pid}]: {l}"));
+            }
+            log_lines.finish(|l| crate::info!("app[{pid}]: {l}"));
+        }
+        if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+            crate::warn!(
+                "python worker {pid} {} on stop",
+                sys::describe_status(status)
+            );
+        }
+    }
+
+    /// Resident memory of the worker, in bytes (Linux /proc).
+    pub fn rss(&self) -> Option<u64> {
+        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.pid)).ok()?;
+        let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+        // SAFETY: sysconf has no memory effects.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        Some(pages * page.max(4096) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_variables_are_recognised() {
+        for v in [
+            "HTTP_PROXY",
+            "REQUEST_METHOD",
+            "REDIRECT_STATUS",
+            "REMOTE_ADDR",
+            "CONTENT_LENGTH",
+        ] {
+            assert!(is_request_variable(v.as_bytes()), "{v}");
+        }
+        for v in ["PATH", "HOME", "LANG", "PYTHONPATH", "TZ"] {
+            assert!(!is_request_variable(v.as_bytes()), "{v}");
+        }
+    }
+}

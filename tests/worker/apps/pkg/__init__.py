@@ -1,0 +1,1 @@
+"""A package, for "pkg.sub:app"."""
