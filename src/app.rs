@@ -38,6 +38,12 @@ pub struct App {
     run_once: bool,
     stamps: Vec<(PathBuf, Option<Stamp>)>,
     script_stamp: Option<Stamp>,
+    /// May this process exec a replaced binary? Not in a runfcgi prefork
+    /// child: its supervisor re-executes itself instead.
+    pub reexec_allowed: bool,
+    /// Serve this many requests, then return from `fastcgi::serve` (runfcgi
+    /// maxrequests); 0 = no limit.
+    pub process_max_requests: u64,
 }
 
 impl App {
@@ -53,6 +59,8 @@ impl App {
             broken: None,
             run_once,
             stamps: Vec::new(),
+            reexec_allowed: true,
+            process_max_requests: 0,
         };
         app.apply_site();
         app.stamps = app
@@ -107,6 +115,7 @@ impl App {
             let site = self.site.as_ref().ok()?;
             let began = Instant::now();
             match Worker::start(site, self.run_once) {
+                Ok(w) if self.run_once => self.worker = Some(w),
                 Ok(w) => {
                     crate::info!(
                         "python worker {} ready: python {}, app imported in {} ms (started in {} ms)",
@@ -132,7 +141,13 @@ impl App {
                         "cannot load the app {app} from {}: {e}",
                         site.file.display()
                     );
-                    crate::error!("{msg}; answering 500 until mysite.fcgi or site.toml changes");
+                    if self.run_once {
+                        crate::error!("{msg}; answering 500");
+                    } else {
+                        crate::error!(
+                            "{msg}; answering 500 until mysite.fcgi or site.toml changes"
+                        );
+                    }
                     self.broken = Some(msg);
                 }
             }
@@ -164,6 +179,15 @@ impl App {
                 .unwrap_or_default()
         };
         let (method, uri) = (find(b"REQUEST_METHOD"), find(b"REQUEST_URI"));
+        // Tracebacks reach a browser only when site.toml says debug = true
+        // and lists the client's address in debug_allow (default: nobody).
+        let debug_client = self.site().is_some_and(|s| {
+            s.debug
+                && std::str::from_utf8(&find(b"REMOTE_ADDR"))
+                    .ok()
+                    .and_then(|a| a.parse().ok())
+                    .is_some_and(|ip| s.debug_allow.iter().any(|n| n.contains(ip)))
+        });
         let what = Summary {
             method: &method,
             uri: &uri,
@@ -185,6 +209,10 @@ impl App {
         let deadline =
             (!limits.request_timeout.is_zero()).then(|| Instant::now() + limits.request_timeout);
         let (outcome, fate) = bridge::relay(w, &request, id, t, deadline, &what);
+        let outcome = match outcome {
+            Outcome::AppFailed(tb) if debug_client => Outcome::Page(bridge::debug_page(&tb)),
+            other => other,
+        };
         match fate {
             Fate::Gone => {
                 if let Some(w) = self.worker.take() {
@@ -250,7 +278,7 @@ impl App {
             _ => false,
         };
         self.script_stamp = script_now;
-        if replaced {
+        if replaced && self.reexec_allowed {
             Change::Reexec
         } else {
             Change::Restart

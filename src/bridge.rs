@@ -37,6 +37,22 @@ pub enum Outcome {
     Failed(u16),
     /// Output had started when something failed: end the response as is.
     Cut,
+    /// The app failed before any output; its traceback, for a debug page.
+    AppFailed(String),
+    /// Send this complete response instead (a debug page).
+    Page(Vec<u8>),
+}
+
+impl Outcome {
+    /// The response a transport sends itself, if the app's did not go out.
+    pub fn page(&self) -> Option<std::borrow::Cow<'_, [u8]>> {
+        match self {
+            Outcome::Failed(status) => Some(error_page(*status).into()),
+            Outcome::AppFailed(_) => Some(error_page(500).into()),
+            Outcome::Page(bytes) => Some(bytes.as_slice().into()),
+            Outcome::Complete | Outcome::Cut => None,
+        }
+    }
 }
 
 /// Whether the worker can serve another request.
@@ -190,6 +206,7 @@ pub fn relay(
             }
             frame::DONE => {
                 let code = payload.first().copied().unwrap_or(frame::DONE_OK);
+                let detail = String::from_utf8_lossy(payload.get(1..).unwrap_or(&[])).into_owned();
                 w.consume(h);
                 if gone {
                     crate::info!(
@@ -198,7 +215,7 @@ pub fn relay(
                 }
                 let outcome = match code {
                     frame::DONE_OK => Outcome::Complete,
-                    frame::DONE_FAILED_BEFORE_OUTPUT if !started => Outcome::Failed(500),
+                    frame::DONE_FAILED_BEFORE_OUTPUT if !started => Outcome::AppFailed(detail),
                     frame::DONE_FAILED_AFTER_OUTPUT => Outcome::Cut,
                     _ => {
                         crate::error!("request {what}: python worker {pid} sent done code {code}");
@@ -218,6 +235,27 @@ pub fn relay(
             }
         }
     }
+}
+
+/// A 500 page with the app's traceback, for clients that site.toml's
+/// `debug = true` and `debug_allow` name. Never sent to anyone else.
+pub fn debug_page(traceback: &str) -> Vec<u8> {
+    let escaped = traceback
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let body = format!(
+        "<!DOCTYPE html>\n<html><head><title>500 Internal Server Error</title></head>\n\
+         <body><h1>Internal Server Error</h1>\n<p>The app raised an exception \
+         (shown because site.toml has debug = true and your address is in debug_allow):</p>\n\
+         <pre>{escaped}</pre></body></html>\n"
+    );
+    format!(
+        "Status: 500 Internal Server Error\r\nContent-Type: text/html; charset=utf-8\r\n\
+         Content-Length: {}\r\nCache-Control: no-store\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// A complete CGI-style response for an error: fixed text, never a

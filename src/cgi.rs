@@ -12,7 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
 use crate::app::App;
-use crate::bridge::{self, Gone, Outcome, Transport};
+use crate::bridge::{Gone, Transport};
 use crate::signals;
 use crate::sys;
 
@@ -121,9 +121,9 @@ pub fn serve(app: &mut App) -> i32 {
     };
     let complete = content_length == 0;
     let outcome = app.handle(1, params, &[], complete, &mut t);
-    if let Outcome::Failed(status) = outcome {
+    if let Some(page) = outcome.page() {
         t.out.clear();
-        t.out.extend_from_slice(&bridge::error_page(status));
+        t.out.extend_from_slice(&page);
     }
     // Dropped: a server that stopped reading is not ours to report on.
     let _ = t.flush();

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::app::App;
-use crate::bridge::{self, Gone, Outcome, Transport};
+use crate::bridge::{Gone, Outcome, Transport};
 use crate::config::Site;
 use crate::worker;
 
@@ -24,6 +24,10 @@ Copy this file into your web root as mysite.fcgi, put a site.toml beside it,
 and let the web server run it (see .htaccess examples in the project's
 htaccess/ folder). Run from a shell, it helps you set that up:
 
+  {prog} init [DIR] [--project=PATH]
+        write a commented site.toml and a .htaccess into DIR (default: this
+        file's folder), never overwriting; fills in a Django project found
+        nearby (or at PATH)
   {prog} check [PATH] [--host=NAME]
         load site.toml and the app as the web server would, send a test
         GET request (default PATH /), report every problem; exit 1 if any
@@ -56,6 +60,7 @@ pub fn main(prog: &str, script: PathBuf, args: &[String]) -> i32 {
             0
         }
         Some("check") => check(script, &args[1..]),
+        Some("init") => crate::init::main(prog, &script, &args[1..]),
         Some(other) => {
             eprintln!("{prog}: unknown command `{other}`; try `{prog} help`");
             2
@@ -91,7 +96,8 @@ struct Report {
 
 impl Report {
     fn line(&self, label: &str, value: impl std::fmt::Display) {
-        println!("{label:<18}{value}");
+        // A long label (env.SOME_LONG_NAME) still keeps one space before its value.
+        println!("{label:<17} {value}");
     }
     fn problem(&mut self, what: impl std::fmt::Display) {
         self.problems += 1;
@@ -182,9 +188,9 @@ fn check(script: PathBuf, args: &[String]) -> i32 {
         .collect();
     let mut cap = Capture { out: Vec::new() };
     let outcome = app.handle(1, params, &[], true, &mut cap);
-    let response = match outcome {
-        Outcome::Failed(status) => bridge::error_page(status),
-        _ => cap.out,
+    let response = match outcome.page() {
+        Some(page) => page.into_owned(),
+        None => cap.out,
     };
     let text = String::from_utf8_lossy(&response);
     let status = text

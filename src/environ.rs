@@ -46,7 +46,11 @@ fn set<'a>(params: &mut Vec<Param<'a>>, name: &'static [u8], value: Vec<u8>) {
 
 /// Applies every repair above, in place.
 pub fn prepare(params: &mut Vec<Param<'_>>, site: Option<&Site>) -> Prepared {
-    params.retain(|(n, _)| n.as_ref() != b"HTTP_PROXY");
+    // An empty Authorization is what a .htaccess rewrite fallback without a
+    // RewriteCond guard delivers for a request that had none: drop it.
+    params.retain(|(n, v)| {
+        n.as_ref() != b"HTTP_PROXY" && !(n.as_ref() == b"HTTP_AUTHORIZATION" && v.is_empty())
+    });
 
     if get(params, b"HTTP_AUTHORIZATION").is_none() {
         // The fewest REDIRECT_ prefixes is the latest value.
@@ -242,6 +246,9 @@ mod tests {
         ]);
         prepare(&mut p, None);
         assert_eq!(value(&p, "HTTP_AUTHORIZATION").as_deref(), Some("real"));
+        let mut p = params(&[("HTTP_AUTHORIZATION", "")]);
+        prepare(&mut p, None);
+        assert_eq!(value(&p, "HTTP_AUTHORIZATION"), None);
     }
 
     #[test]
@@ -381,9 +388,14 @@ mod tests {
 
     #[test]
     fn configured_script_name_wins_and_fixes_lighttpd_root_mount() {
-        // lighttpd with "/" => bin-path puts the whole path in SCRIPT_NAME.
+        // lighttpd 1.4.69 with "/" => bin-path splits after the first
+        // segment: SCRIPT_NAME "/a", PATH_INFO "/b".
         let got = mount(
-            &[("SCRIPT_NAME", "/a/b"), ("REQUEST_URI", "/a/b")],
+            &[
+                ("SCRIPT_NAME", "/a"),
+                ("PATH_INFO", "/b"),
+                ("REQUEST_URI", "/a/b"),
+            ],
             Some(""),
         );
         assert_eq!(got, ("".into(), "/a/b".into()));

@@ -17,7 +17,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use crate::app::{App, Change};
-use crate::bridge::{self, Gone, Outcome, Transport};
+use crate::bridge::{Gone, Outcome, Transport};
 use crate::config::Net;
 use crate::record::{self, Decoded, Header};
 use crate::signals;
@@ -462,8 +462,8 @@ fn serve_request(conn: &mut Conn, app: &mut App, params: &mut Vec<u8>) -> Result
         // Nothing more can be said on this connection.
         return Err(e);
     }
-    if let (Outcome::Failed(status), false) = (outcome, x.aborted) {
-        record::push_stdout(&mut x.conn.out, begun.id, &bridge::error_page(status));
+    if let (Some(page), false) = (outcome.page(), x.aborted) {
+        record::push_stdout(&mut x.conn.out, begun.id, &page);
     }
     if x.aborted {
         // One END_REQUEST, no more output (Go's responder sends it twice).
@@ -531,8 +531,15 @@ pub fn serve(app: &mut App, listener: RawFd, mut first: Option<OwnedFd>) -> i32 
     let addrs = web_server_addrs();
     let mut params = Vec::new();
     let mut last_request = Instant::now();
+    let mut served: u64 = 0;
     app.ensure_worker();
     loop {
+        if app.process_max_requests > 0 && served >= app.process_max_requests {
+            crate::info!(
+                "served {served} requests (maxrequests); exiting so that a fresh process takes over"
+            );
+            break;
+        }
         if signals::stop_requested().is_some() {
             break;
         }
@@ -571,6 +578,7 @@ pub fn serve(app: &mut App, listener: RawFd, mut first: Option<OwnedFd>) -> i32 
         if let Some(conn) = reload_if_changed(app, conn) {
             serve_conn(app, conn, listener, &mut params);
         }
+        served += 1;
         last_request = Instant::now();
     }
     app.shutdown();

@@ -41,8 +41,10 @@
 //!   output of a response begins with the CGI header block
 //!   (`Status: 200 OK\r\nName: value\r\n\r\n`).
 //! - `D` done: `code:u8`: 0 the response is complete; 1 the app failed before
-//!   any output (the shim sends its fixed 500 page); 2 the app failed after
-//!   output started (the shim ends the response as it is).
+//!   any output (the shim sends its fixed 500 page; the rest of the payload
+//!   is the traceback, shown only to clients site.toml's `debug_allow`
+//!   lists); 2 the app failed after output started (the shim ends the
+//!   response as it is).
 //!
 //! EOF on fd 3 tells the worker to exit.
 

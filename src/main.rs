@@ -9,7 +9,7 @@
 //!  CGI env + stdin  ----------> cgi.rs -------------------+   environ.rs   frame.rs   (pipes)  (the app)
 //!
 //!  beside the path: config.rs (site.toml), log.rs, signals.rs, worker.rs (the child
-//!  process), sys.rs (syscalls), cli.rs (help, check)
+//!  process), sys.rs (syscalls), cli.rs (help, check), init.rs (init)
 //! ```
 //!
 //! The mode is decided at start with no flags (FIELD_NOTES, "Telling FastCGI
@@ -24,6 +24,7 @@ mod config;
 mod environ;
 mod fastcgi;
 mod frame;
+mod init;
 mod log;
 mod record;
 mod signals;

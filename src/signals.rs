@@ -39,8 +39,22 @@ extern "C" fn on_signal(sig: libc::c_int) {
     }
 }
 
-/// Installs the handlers. Called once at start, before any child exists.
+/// Installs the handlers. Called at start, and again in a forked child
+/// (runfcgi prefork) so that it gets a self-pipe of its own instead of
+/// sharing its parent's, and forgets a signal meant for the parent.
 pub fn install() -> io::Result<()> {
+    for old in [
+        PIPE_READ.swap(-1, Ordering::SeqCst),
+        PIPE_WRITE.swap(-1, Ordering::SeqCst),
+    ] {
+        if old >= 0 {
+            // SAFETY: these descriptors were created by an earlier install
+            // and are owned by this module alone.
+            unsafe { libc::close(old) };
+        }
+    }
+    RECEIVED.store(0, Ordering::SeqCst);
+    *STOP_AT.lock().unwrap_or_else(|e| e.into_inner()) = None;
     let (r, w) = sys::pipe()?;
     sys::set_nonblocking(r.as_raw_fd(), true)?;
     sys::set_nonblocking(w.as_raw_fd(), true)?;

@@ -50,8 +50,8 @@ _G_MIN = 64 * 1024
 _G_MAX = 1 << 20
 
 # Iterators over bodies already in memory (a list or tuple result, Django's
-# HttpResponse): draining them cannot delay any byte, so their blocks may
-# share one write with D.
+# HttpResponse): draining them cannot delay any byte, so their blocks wait
+# (up to _FLUSH_AT) to go out with D in one write.
 _IN_MEMORY = (type(iter([])), type(iter(())))
 
 # RFC 9110 5.6.2 token; field values and reason phrases: no control
@@ -126,8 +126,9 @@ class Channel:
                 have += len(chunk)
             return b"".join(parts)
         # Slide the unread bytes to the front and fill in behind them.
-        view[: end - start] = view[start:end]
-        end -= start
+        if start:
+            view[: end - start] = view[start:end]
+            end -= start
         while end < size:
             count = os.readv(self.rfd, [view[end:]])
             if not count:
@@ -381,9 +382,10 @@ def _header_block(status, headers):
 class Response:
     """One response: start_response, write and its O and D frames.
 
-    Output is queued as framed parts and written by flush(); everything the
-    app hands over is flushed before control returns to it, except blocks of
-    a body already in memory, which go out with D in one write.
+    Output is queued as framed parts and written by flush(). What the app
+    hands over is written before control returns to it (PEP 3333 forbids
+    holding a block back while the app works on the next), except a body
+    already in memory: it waits for close() and goes out with D.
     """
 
     def __init__(self, chan, rid):
@@ -468,11 +470,13 @@ class Response:
         if self._pending_len >= _FLUSH_AT:
             self.flush()
 
-    def flush(self, code=None):
-        """Write what is queued, and D with code when given, in one write."""
+    def flush(self, code=None, detail=b""):
+        """Write what is queued, and D with code when given, in one write.
+        detail (the traceback of a failure) travels after the code: the
+        shim shows it only to clients that site.toml's debug_allow lists."""
         pending = self._pending
         if code is not None:
-            pending.append(_D_FRAME.pack(_D, self.rid, 1, code))
+            pending.append(_D_FRAME.pack(_D, self.rid, 1 + len(detail), code) + detail)
         if pending:
             self.chan.write(b"".join(pending))
             if self._pending_len:
@@ -539,6 +543,7 @@ def handle(chan, app, base, rid, payload):
     failed = False
     fatal = None  # SystemExit from the app: finish this request, then exit
     result = None
+    detail = ""
     try:
         result = app(environ, response.start_response)
         response.send_body(result)
@@ -549,7 +554,8 @@ def handle(chan, app, base, rid, payload):
         failed = True
         if not isinstance(exc, Exception):
             fatal = exc
-        _log("fcgi-shim-worker: app failed on %s:\n%s" % (_describe(environ), traceback.format_exc()))
+        detail = traceback.format_exc()
+        _log("fcgi-shim-worker: app failed on %s:\n%s" % (_describe(environ), detail))
     # close() runs before the last write, so that D can report its failure
     # and the request is really over when the shim sees D.
     if not _close(result, environ):
@@ -557,7 +563,11 @@ def handle(chan, app, base, rid, payload):
     _flush_stdio()
     if failed:
         response.discard()
-        response.flush(2 if response.wrote else 1)
+        if response.wrote:
+            response.flush(2)
+        else:
+            # Bounded: a debug page needs the end of a traceback, not 1 MiB.
+            response.flush(1, detail[-65536:].encode("utf-8", "backslashreplace"))
     else:
         response.flush(0)
     if fatal is not None:
@@ -591,7 +601,7 @@ def load_app(spec, django):
 
         obj = get_wsgi_application()
     else:
-        raise LookupError("no app configured: set app = \"module:name\" or a Django settings module")
+        raise LookupError("no app configured: the config names neither an app nor a Django settings module")
     if not callable(obj):
         raise TypeError("%s is not callable: it is %s" % (spec or "the app", type(obj).__name__))
     return obj
@@ -603,7 +613,7 @@ def _load(chan, rid, payload):
     lens, start, _ = _pairs_at(payload, 0)
     for name, value in _split_pairs(lens, payload[start:]):
         if name == b"app":
-            spec = value.decode("utf-8")
+            spec = value.decode("utf-8", "replace")  # a bad name fails as F
         elif name == b"django":
             django = value == b"1"
         elif name == b"path":

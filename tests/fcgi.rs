@@ -783,3 +783,35 @@ fn sigkill_of_the_shim_takes_the_python_worker_down() {
         "python worker {worker} outlived the shim by more than 1 s"
     );
 }
+
+#[test]
+fn debug_traceback_only_for_clients_in_debug_allow() {
+    let dir = TempDir::new("debug-allow");
+    let site = site_toml(dir.path(), "echo:app") + "debug = true\ndebug_allow = [\"192.0.2.7\"]\n";
+    fs::write(dir.join("site.toml"), site).expect("write site.toml");
+    let srv = Server::start_in(dir);
+    // Listed client: the page carries the traceback, HTML-escaped.
+    let r = srv.request(&Req::get("raise").param("REMOTE_ADDR", "192.0.2.7"));
+    assert_eq!(r.status(), 500, "{}", r.text());
+    assert!(r.text().contains("Traceback (most recent call last)"), "{}", r.text());
+    assert!(r.text().contains("marker-raise-before-start-response"), "{}", r.text());
+    // Anyone else: the fixed page, nothing of the traceback.
+    for addr in ["127.0.0.1", "192.0.2.8"] {
+        let r = srv.request(&Req::get("raise").param("REMOTE_ADDR", addr));
+        assert_eq!(r.status(), 500, "{}", r.text());
+        assert!(!r.text().contains("Traceback"), "{addr} saw it: {}", r.text());
+        assert!(!r.text().contains("marker-raise"), "{addr} saw it: {}", r.text());
+    }
+    assert_serves(&srv);
+}
+
+#[test]
+fn debug_allow_without_debug_shows_nothing() {
+    let dir = TempDir::new("debug-off");
+    let site = site_toml(dir.path(), "echo:app") + "debug_allow = [\"127.0.0.1\"]\n";
+    fs::write(dir.join("site.toml"), site).expect("write site.toml");
+    let srv = Server::start_in(dir);
+    let r = srv.get("raise");
+    assert_eq!(r.status(), 500, "{}", r.text());
+    assert!(!r.text().contains("Traceback"), "{}", r.text());
+}

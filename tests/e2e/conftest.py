@@ -24,32 +24,38 @@ from e2e_harness import (
     make_readable,
     manage,
     shim_binary,
+    stop_stale_apache,
 )
 
 
-
-
-def pytest_sessionstart(session):
-    if os.geteuid() != 0:
-        raise pytest.UsageError(
-            "the e2e tests start Apache with User www-data: run them as root (tests/run)"
-        )
+def _alive(pid_file):
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 @pytest.fixture(scope="session")
 def run_dir():
+    if os.geteuid() != 0:
+        pytest.fail("the e2e tests start Apache with User www-data: run them as root (tests/run)")
     RUN_ROOT.mkdir(parents=True, exist_ok=True)
     os.chmod(RUN_ROOT, 0o755)
-    # Runs older than a day are only clutter; the last ones stay for a look.
-    for old in RUN_ROOT.glob("run-*"):
-        try:
-            if time.time() - old.stat().st_mtime > 86400:
-                shutil.rmtree(old, ignore_errors=True)
-        except FileNotFoundError:
-            pass
-    path = RUN_ROOT / f"run-{time.strftime('%y%m%d%H%M%S')}"
+    # A run whose pytest is gone may have left Apaches running (interrupted):
+    # stop them, each found by its own pid file and config path. Runs still
+    # in progress (another checkout testing on this machine) are left alone.
+    # Only the last few finished runs are kept, for a look.
+    finished = [d for d in sorted(RUN_ROOT.glob("run-*")) if not _alive(d / "pytest.pid")]
+    for old in finished:
+        for pidfile in old.glob("*/apache/httpd.pid"):
+            stop_stale_apache(pidfile)
+    for old in finished[:-3]:
+        shutil.rmtree(old, ignore_errors=True)
+    path = RUN_ROOT / f"run-{time.strftime('%y%m%d%H%M%S')}-{os.getpid()}"
     path.mkdir()
     os.chmod(path, 0o755)
+    (path / "pytest.pid").write_text(str(os.getpid()))
     shim_binary()  # fail early, and clearly, when there is no binary
     yield path
     print(f"\ne2e run directory (kept for inspection): {path}")
@@ -95,7 +101,7 @@ def build_site(run_dir, template, name, kind="django", **kw):
     global _site_count
     _site_count += 1
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_").removeprefix("test_")
-    root = run_dir / f"{_site_count:02d}-{name[:24]}"
+    root = run_dir / f"{_site_count:02d}-{name[:20]}"
     site = Site(root, kind, **kw)
     if kind == "django":
         shutil.copy(template / "data" / "db.sqlite3", site.data / "db.sqlite3")

@@ -294,25 +294,54 @@ DocumentRoot {self.docroot}
             time.sleep(0.05)
         raise RuntimeError(f"apache did not listen on {self.port}:\n{tail(self.error_log)}")
 
-    def stop(self, timeout=20):
-        """Stop Apache and wait until its main process is gone. Returns
-        True when it went by itself."""
-        if self.pid is None:
-            return True
-        subprocess.run(
-            ["apache2", "-f", str(self.conf), "-k", "stop"],
+    def control(self, command):
+        """apache2 -k graceful|restart: the parent stays, children and
+        mod_fcgid's processes are replaced."""
+        proc = subprocess.run(
+            ["apache2", "-f", str(self.conf), "-k", command],
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"},
             capture_output=True,
+            text=True,
         )
+        if proc.returncode != 0:
+            raise RuntimeError(f"apache2 -k {command} failed: {proc.stdout}{proc.stderr}")
+
+    def stop(self, timeout=20):
+        """Stop Apache and wait until its main process is gone. Returns
+        True when it went by itself. The stop is sent again every few
+        seconds: one that arrives in the middle of a restart is lost."""
+        if self.pid is None:
+            return True
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not Path(f"/proc/{self.pid}").exists() or _is_zombie(self.pid):
-                self.pid = None
-                return True
-            time.sleep(0.1)
+            subprocess.run(
+                ["apache2", "-f", str(self.conf), "-k", "stop"],
+                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"},
+                capture_output=True,
+            )
+            resend = time.monotonic() + 5
+            while time.monotonic() < min(resend, deadline):
+                if not Path(f"/proc/{self.pid}").exists() or _is_zombie(self.pid):
+                    self.pid = None
+                    return True
+                time.sleep(0.1)
         os.kill(self.pid, signal.SIGKILL)
         self.pid = None
         return False
+
+
+def stop_stale_apache(pidfile):
+    """Stop an Apache left by an interrupted run, if its pid file still
+    names a live apache2 started with that run's config."""
+    pidfile = Path(pidfile)
+    conf = pidfile.with_name("httpd.conf")
+    try:
+        pid = int(pidfile.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if str(conf).encode() in cmdline and b"apache2" in cmdline:
+        subprocess.run(["apache2", "-f", str(conf), "-k", "stop"], capture_output=True)
 
 
 def _is_zombie(pid):
@@ -386,10 +415,6 @@ class Site:
         self.config.update(changes)
         write_atomic(self.toml, render_toml(self.config))
         bump_mtime(self.toml)
-
-    @property
-    def django_env(self):
-        return self.config["env"]
 
     # -- lifecycle ---------------------------------------------------------
 

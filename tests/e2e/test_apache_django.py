@@ -8,9 +8,10 @@ import secrets
 import threading
 import time
 
+import pytest
 import requests
 
-from e2e_harness import ADMIN_USER
+from e2e_harness import ADMIN_USER, processes_referring_to
 
 
 def dd(body, ident):
@@ -313,3 +314,49 @@ def test_nothing_outlives_apache(make_site):
     assert site.leftovers == [], "processes left after Apache stopped:\n" + "\n".join(
         d for _, d in site.leftovers
     )
+
+
+def test_bytes_that_are_not_utf8_in_the_path_get_a_404(django_site):
+    # PEP 3333: PATH_INFO is a latin-1 native string; a stray %FF must not
+    # crash the request (Django answers 404 for a path it cannot decode).
+    r = django_site.get("/hello/%FF%FE/")
+    assert r.status_code == 404, r.text
+    assert "<h1>djsite: page not found</h1>" in r.text
+    r = django_site.get("/hello/")
+    assert r.status_code == 200
+
+
+@pytest.mark.parametrize("command", ["graceful", "restart"])
+def test_apache_restart_keeps_serving_and_leaves_no_orphans(make_site, command):
+    # Both reach the shim as signals (mod_fcgid's SIGTERM, and for restart a
+    # SIGHUP to Apache's process group): it must exit cleanly and nothing
+    # of the old generation may stay behind.
+    site = make_site().start()
+    assert site.get("/hello/").status_code == 200
+    old_pids = {pid for pid, _ in processes_referring_to(site.www)}
+    assert old_pids, "no shim process found before the restart"
+    site.apache.control(command)
+    deadline = time.monotonic() + 15
+    statuses = []
+    while time.monotonic() < deadline:
+        try:
+            statuses.append(site.get("/hello/", timeout=10).status_code)
+        except requests.RequestException as e:
+            statuses.append(repr(e))
+        if statuses[-1] == 200:
+            break
+        time.sleep(0.2)
+    assert statuses[-1] == 200, statuses
+    for _ in range(5):
+        r = site.get("/version/")
+        assert (r.status_code, r.text) == (200, "version one\n")
+    # mod_fcgid kills the old generation: SIGTERM, SIGKILL a few seconds on.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        alive = old_pids & {pid for pid, _ in processes_referring_to(site.www)}
+        if not alive:
+            break
+        time.sleep(0.2)
+    assert not alive, f"processes of the old generation still alive: {alive}"
+    assert site.stop(), "apache did not stop within 20 s"
+    assert site.leftovers == [], "\n".join(d for _, d in site.leftovers)

@@ -28,6 +28,7 @@ def test_url_for_at_the_site_root(make_site):
         "url_for(static)": "/static/app.txt",
         "script_root": "",
         "path": "/",
+        "query": "",
     }
 
 
@@ -45,6 +46,7 @@ def test_url_for_in_a_subdirectory(make_site):
         "url_for(static)": "/blog/static/app.txt",
         "script_root": "/blog",
         "path": "/",
+        "query": "",
     }
 
 
@@ -92,3 +94,22 @@ def test_authorization_header_reaches_the_app(make_site, htaccess):
     assert r.text == "authorization=Token 9944b09199c62bcf9418ad846dd0e4bb\n"
     r = site.get("/auth")
     assert (r.status_code, r.text) == (200, "authorization=(none)\n")
+
+
+@pytest.mark.parametrize("size", [0, 65535, 65536, 3 * 1024 * 1024 + 1])
+def test_large_streamed_response_arrives_intact(make_site, size):
+    site = make_site("flask").start()
+    r = site.get(f"/bytes/{size}")
+    assert r.status_code == 200
+    expected = (bytes(range(251)) * (size // 251 + 1))[:size]
+    assert len(r.content) == size
+    assert r.content == expected
+
+
+def test_query_string_reaches_the_app(make_site):
+    # QSA in the rewrite keeps the query; it must arrive undecoded.
+    site = make_site("flask").start()
+    r = site.get("/?a=1&b=x%20y&c=%FF")
+    assert r.status_code == 200, r.text
+    assert fields(r.text)["query"] == "a=1&b=x%20y&c=%FF"
+    assert fields(r.text)["path"] == "/"

@@ -268,11 +268,15 @@ class Worker:
 
     # -- ending ----------------------------------------------------------
 
-    def close(self, timeout=TIMEOUT):
-        """EOF on fd 3; the exit status."""
+    def close_input(self):
+        """EOF on the worker's fd 3."""
         if self.to_worker is not None:
             os.close(self.to_worker)
             self.to_worker = None
+
+    def close(self, timeout=TIMEOUT):
+        """EOF on fd 3; the exit status."""
+        self.close_input()
         return self.wait(timeout)
 
     def wait(self, timeout=TIMEOUT):

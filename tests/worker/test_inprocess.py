@@ -73,23 +73,23 @@ def test_syscalls_per_request(monkeypatch, app, writes):
     try:
         os.write(shim_out, frame("R", 9, b"\x01" + pack_pairs(list(cgi_params().items()))))
         calls = []
-        real_read, real_write = os.read, os.write
 
-        def read(fd, size):
-            calls.append(("read", fd))
-            return real_read(fd, size)
+        def counted(name):
+            real = getattr(os, name)
 
-        def write(fd, data):
-            calls.append(("write", fd))
-            return real_write(fd, data)
+            def call(fd, *args):
+                calls.append((name, fd))
+                return real(fd, *args)
 
-        monkeypatch.setattr(os, "read", read)
-        monkeypatch.setattr(os, "write", write)
+            monkeypatch.setattr(os, name, call)
+
+        for name in ("read", "readv", "write", "writev"):
+            counted(name)
         chan = worker.Channel(worker_in, worker_out)
         kind, rid, payload = chan.read_frame()
         worker.handle(chan, app, worker.base_environ(False), rid, payload)
         monkeypatch.undo()
-        assert calls == [("read", worker_in)] + [("write", worker_out)] * writes
+        assert calls == [("readv", worker_in)] + [("write", worker_out)] * writes
         frames = _frames(os.read(shim_in, 1 << 16))
         assert [(k, rid) for k, rid, _ in frames] == [("O", 9), ("D", 9)]
         result = Result([(k, p) for k, _, p in frames[:-1]] + [("D", frames[-1][2][0])])
@@ -191,3 +191,65 @@ def test_complete_flag_means_no_G():
     stream = worker.Input(chan, 1, b"abc", None, True)
     assert stream.read() == b"abc"
     assert chan.asked == []
+
+
+class Trickle:
+    """Stands in for os.read/os.readv on one fd: hands out data in the
+    given piece sizes, then EOF."""
+
+    def __init__(self, data, sizes):
+        self.data = data
+        self.sizes = list(sizes)
+
+    def _next(self, most):
+        size = min(most, self.sizes.pop(0) if self.sizes else len(self.data))
+        piece, self.data = self.data[:size], self.data[size:]
+        return piece
+
+    def read(self, fd, most):
+        return self._next(most)
+
+    def readv(self, fd, buffers):
+        piece = self._next(len(buffers[0]))
+        buffers[0][: len(piece)] = piece
+        return len(piece)
+
+
+def _read_all_frames(monkeypatch, data, sizes):
+    trickle = Trickle(data, sizes)
+    monkeypatch.setattr(os, "read", trickle.read)
+    monkeypatch.setattr(os, "readv", trickle.readv)
+    chan = worker.Channel(3, -1)
+    frames = []
+    while True:
+        got = chan.read_frame()
+        if got is None:
+            monkeypatch.undo()
+            return frames
+        frames.append((chr(got[0]), got[1], got[2]))
+
+
+SMALL = [("R", 1, b"\x01" + bytes(range(30))), ("I", 2, b""), ("Z", 65535, b"z" * 9)]
+
+
+def test_channel_reassembles_frames_split_anywhere(monkeypatch):
+    data = b"".join(frame(*f) for f in SMALL)
+    for split in range(1, len(data) + 1):
+        assert _read_all_frames(monkeypatch, data, [split]) == SMALL, split
+    for size in (1, 2, 3, 7, 8):
+        assert _read_all_frames(monkeypatch, data, [size] * len(data)) == SMALL, size
+
+
+def test_channel_frames_bigger_than_its_buffer(monkeypatch):
+    big = bytes(range(256)) * 1500  # 384000 bytes, more than the 256 KiB buffer
+    frames = [SMALL[0], ("I", 7, big), SMALL[2], ("I", 8, big[:1000])]
+    data = b"".join(frame(*f) for f in frames)
+    for size in (4096, 65536, 100000, len(data)):
+        assert _read_all_frames(monkeypatch, data, [size] * len(data)) == frames, size
+
+
+@pytest.mark.parametrize("cut", [1, 6, 7, 20])
+def test_channel_eof_inside_a_frame(monkeypatch, cut):
+    data = frame("R", 1, b"x" * 20)[:cut]
+    with pytest.raises(worker.ShimError, match="eof on fd 3 inside a frame"):
+        _read_all_frames(monkeypatch, data, [])

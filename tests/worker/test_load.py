@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from fakeshim import APPS, PYTHON, cgi_params, frame
+from fakeshim import APPS, PYTHON, frame
 
 
 def test_k_reports_version_executable_sys_path_and_import_time(spawn):
@@ -50,7 +50,7 @@ def test_app_names(spawn, app, body):
         ("testapps:Nested.inner.missing", "AttributeError"),
         ("testapps:not_callable", "TypeError: testapps:not_callable is not callable: it is int"),
         ("exits_at_import", "SystemExit: 5"),
-        ("", "no app configured"),
+        ("", "no app configured: the config names neither an app nor a Django settings module"),
     ],
 )
 def test_load_failure_sends_F_and_exits_3(spawn, app, marker):

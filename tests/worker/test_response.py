@@ -1,8 +1,10 @@
 """The response side: framing, start_response, write(), errors, close()."""
 
+import os
+
 import pytest
 
-from fakeshim import MAX_OUTPUT, cgi_params
+from fakeshim import MAX_OUTPUT, cgi_params, frame, pack_pairs
 
 import testapps  # the apps the worker runs; imported here for their tables
 
@@ -163,7 +165,16 @@ def test_bad_status_or_headers_are_rejected(serve, case):
     result = worker.get(query=case)
     assert (result.code, result.out) == (1, b"")
     log = worker.wait_log("fcgi-shim-worker: app failed")
-    assert "Error: " in log.splitlines()[-1]  # ValueError or TypeError, with its reason
+    reasons = (
+        "ValueError: bad status ",
+        "ValueError: bad response header name ",
+        "ValueError: bad value for response header ",
+        "ValueError: a 'Status' response header is not allowed",
+        "TypeError: response headers must be a list",
+        "is not a (name, value) tuple",
+    )
+    last = log.splitlines()[-1]
+    assert any(reason in last for reason in reasons), last
 
 
 def test_legal_header_oddities_pass(serve):
@@ -187,3 +198,28 @@ def test_app_output_goes_to_the_log_not_the_response(serve):
     for marker in ("printed-marker", "fd1-marker", "fd2-marker", "stderr-marker", "wsgi-errors-marker"):
         assert marker.encode() not in result.out
         worker.wait_log(marker)
+
+
+def test_close_is_called_when_the_shim_stops_reading(serve):
+    worker = serve("Tracked")
+    os.close(worker.from_worker)  # the worker's next write gets EPIPE
+    worker.from_worker = None
+    worker.send(frame("R", 1, b"\x01" + pack_pairs(list(cgi_params(query="ok").items()))))
+    assert worker.wait() == 1
+    log = worker.log()
+    assert "closed: ok" in log
+    assert "fd 4 closed by the shim" in log
+
+
+def test_close_is_called_when_the_shim_goes_away_mid_input(serve):
+    # The app's `except Exception` must not swallow the lost shim.
+    worker = serve("ReadsInBody")
+    params = cgi_params("POST", body=b"0123456789")
+    worker.send(frame("R", 1, b"\x00" + pack_pairs(list(params.items()))))
+    kind, _, _ = worker.read_frame()
+    assert kind == "G"
+    worker.close_input()
+    assert worker.wait() == 1
+    log = worker.log()
+    assert "closed: reads-in-body" in log
+    assert "eof on fd 3 while waiting for input" in log

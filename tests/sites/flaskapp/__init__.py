@@ -7,6 +7,8 @@ the app the right SCRIPT_NAME.
 """
 
 import hashlib
+import os
+import time
 
 from flask import Flask, Response, request, url_for
 
@@ -27,6 +29,7 @@ def index():
         f"url_for(static)={url_for('static', filename='app.txt')}",
         f"script_root={request.script_root}",
         f"path={request.path}",
+        f"query={request.query_string.decode('latin-1')}",
     ]
     return text("\n".join(lines) + "\n")
 
@@ -43,6 +46,35 @@ def upload():
         digest.update(chunk)
         length += len(chunk)
     return text(f"sha256={digest.hexdigest()} length={length}\n")
+
+
+@app.route("/bytes/<int:n>")
+def pattern_bytes(n):
+    # The first n bytes of 0, 1, ..., 250, 0, 1, ... streamed in pieces of
+    # 70029 bytes (251 * 279): each piece is larger than one FastCGI record
+    # (65535 bytes) and none is a power of two.
+    def generate():
+        block = bytes(range(251)) * 279
+        left = n
+        while left > 0:
+            piece = block[: min(left, len(block))]
+            left -= len(piece)
+            yield piece
+
+    return Response(generate(), content_type="application/octet-stream")
+
+
+@app.route("/pid")
+def pid():
+    # Under FastCGI one process serves request after request; under CGI
+    # every request has a process of its own.
+    return text(f"pid={os.getpid()}\n")
+
+
+@app.route("/sleep/<float:seconds>")
+def sleep(seconds):
+    time.sleep(seconds)
+    return text(f"slept {seconds}\n")
 
 
 @app.route("/auth")

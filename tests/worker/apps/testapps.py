@@ -341,3 +341,21 @@ def process_state(environ, start_response):
 
 def exits(environ, start_response):
     sys.exit(7)
+
+
+class ReadsInBody:
+    """Reads the body while iterating, swallowing any Exception; close() is logged."""
+
+    def __init__(self, environ, start_response):
+        self.stream = environ["wsgi.input"]
+        start_response("200 OK", TEXT)
+
+    def __iter__(self):
+        try:
+            data = self.stream.read(10)
+        except Exception:
+            data = b"swallowed"
+        yield data
+
+    def close(self):
+        sys.stderr.write("closed: reads-in-body\n")
