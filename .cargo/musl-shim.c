@@ -1,4 +1,4 @@
-/* Two glibc-only symbols that a gnu-target Rust program references, for
+/* Three glibc-only symbols that a gnu-target Rust program references, for
  * linking it against musl's static libc instead (see .cargo/musl-cc).
  *
  * gnu_get_libc_version: std calls it (sys::os::glibc_version) to decide
@@ -56,3 +56,9 @@ int _dl_find_object(void *pc, struct dl_find_object *out)
 	struct query q = { (uintptr_t)pc, out };
 	return dl_iterate_phdr(find, &q) ? 0 : -1;
 }
+
+/* __res_init: std's TCP connect and address lookup reference glibc's
+ * resolver reset, to call after a failed lookup on glibc < 2.26 only; with
+ * the version above std never calls it, but the link needs the symbol.
+ * musl's own res_init is a no-op returning 0 as well. */
+int __res_init(void) { return 0; }

@@ -11,11 +11,126 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::bridge::{self, Fate, Outcome, Summary, Transport};
+use crate::bridge::{self, Fate, Outcome, Port, Summary, Transport};
 use crate::config::{self, Site};
 use crate::environ::{self, Param};
 use crate::sys::{self, Stamp};
 use crate::worker::{StartError, Worker};
+
+/// A request ready for a worker: the `R` frame and what the relay and the
+/// log need to know about it.
+pub struct Prepared {
+    pub id: u16,
+    pub frame: Vec<u8>,
+    method: Vec<u8>,
+    uri: Vec<u8>,
+    /// May this client see a traceback (site.toml debug + debug_allow)?
+    debug_client: bool,
+    pub limits: config::Limits,
+}
+
+impl Prepared {
+    /// Relays the request through `port`, with the site's request_timeout.
+    pub fn relay(&self, port: &mut dyn Port, t: &mut dyn Transport) -> (Outcome, Fate) {
+        let what = Summary {
+            method: &self.method,
+            uri: &self.uri,
+        };
+        let timeout = self.limits.request_timeout;
+        let deadline = (!timeout.is_zero()).then(|| Instant::now() + timeout);
+        let (outcome, fate) = bridge::relay(port, &self.frame, self.id, t, deadline, &what);
+        let outcome = match outcome {
+            Outcome::AppFailed(tb) if self.debug_client => Outcome::Page(bridge::debug_page(&tb)),
+            other => other,
+        };
+        (outcome, fate)
+    }
+}
+
+/// Repairs the params (`environ.rs`), applies max_body, and encodes the
+/// request frame. Err: the request is answered without the app.
+pub fn prepare_request(
+    site: Option<&Site>,
+    id: u16,
+    mut params: Vec<Param<'_>>,
+    body: &[u8],
+    body_complete: bool,
+) -> Result<Prepared, Outcome> {
+    let prep = environ::prepare(&mut params, site);
+    let find = |name: &[u8]| {
+        params
+            .iter()
+            .find(|(n, _)| n.as_ref() == name)
+            .map(|(_, v)| v.to_vec())
+            .unwrap_or_default()
+    };
+    // Tracebacks reach a browser only when site.toml says debug = true
+    // and lists the client's address in debug_allow (default: nobody).
+    let debug_client = site.is_some_and(|s| {
+        s.debug
+            && std::str::from_utf8(&find(b"REMOTE_ADDR"))
+                .ok()
+                .and_then(|a| a.parse().ok())
+                .is_some_and(|ip| s.debug_allow.iter().any(|n| n.contains(ip)))
+    });
+    let limits = site.map(|s| s.limits.clone()).unwrap_or_default();
+    let (method, uri) = (find(b"REQUEST_METHOD"), find(b"REQUEST_URI"));
+    if limits.max_body > 0 && prep.content_length.is_some_and(|n| n > limits.max_body) {
+        let what = Summary {
+            method: &method,
+            uri: &uri,
+        };
+        crate::warn!(
+            "request {what}: body of {} bytes is over max_body ({}); answering 413",
+            prep.content_length.unwrap_or(0),
+            limits.max_body
+        );
+        return Err(Outcome::Failed(413));
+    }
+    let frame = environ::request_frame(id, &params, &prep, body, body_complete);
+    Ok(Prepared {
+        id,
+        frame,
+        method,
+        uri,
+        debug_client,
+        limits,
+    })
+}
+
+/// What serves the requests of a FastCGI connection: the [`App`] one at a
+/// time, or a thread of `threaded.rs`.
+pub trait Handler {
+    fn handle(
+        &mut self,
+        id: u16,
+        params: Vec<Param<'_>>,
+        body: &[u8],
+        body_complete: bool,
+        t: &mut dyn Transport,
+    ) -> Outcome;
+    /// How long the web server may stay silent mid-request.
+    fn io_timeout(&self) -> Duration;
+}
+
+impl Handler for App {
+    fn handle(
+        &mut self,
+        id: u16,
+        params: Vec<Param<'_>>,
+        body: &[u8],
+        body_complete: bool,
+        t: &mut dyn Transport,
+    ) -> Outcome {
+        App::handle(self, id, params, body, body_complete, t)
+    }
+    fn io_timeout(&self) -> Duration {
+        self.site()
+            .map_or(config::Limits::default().io_timeout, |s| {
+                s.limits.io_timeout
+            })
+    }
+}
 
 /// What a watched-file check found.
 #[derive(Debug, PartialEq, Eq)]
@@ -44,6 +159,9 @@ pub struct App {
     /// Serve this many requests, then return from `fastcgi::serve` (runfcgi
     /// maxrequests); 0 = no limit.
     pub process_max_requests: u64,
+    /// Requests the worker runs at once in threads (runfcgi
+    /// method=threaded); 1 otherwise.
+    pub threads: usize,
 }
 
 impl App {
@@ -61,6 +179,7 @@ impl App {
             stamps: Vec::new(),
             reexec_allowed: true,
             process_max_requests: 0,
+            threads: 1,
         };
         app.apply_site();
         app.stamps = app
@@ -114,7 +233,7 @@ impl App {
         if self.worker.is_none() && self.broken.is_none() {
             let site = self.site.as_ref().ok()?;
             let began = Instant::now();
-            match Worker::start(site, self.run_once) {
+            match Worker::start(site, self.run_once, self.threads) {
                 Ok(w) if self.run_once => self.worker = Some(w),
                 Ok(w) => {
                     crate::info!(
@@ -155,6 +274,11 @@ impl App {
         self.worker.as_mut()
     }
 
+    /// Hands the running worker over (to `threaded.rs`).
+    pub fn take_worker(&mut self) -> Option<Worker> {
+        self.worker.take()
+    }
+
     /// Why the app cannot serve, if it cannot.
     pub fn broken(&self) -> Option<&str> {
         self.broken.as_deref()
@@ -165,54 +289,19 @@ impl App {
     pub fn handle(
         &mut self,
         id: u16,
-        mut params: Vec<Param<'_>>,
+        params: Vec<Param<'_>>,
         body: &[u8],
         body_complete: bool,
         t: &mut dyn Transport,
     ) -> Outcome {
-        let prep = environ::prepare(&mut params, self.site());
-        let find = |name: &[u8]| {
-            params
-                .iter()
-                .find(|(n, _)| n.as_ref() == name)
-                .map(|(_, v)| v.to_vec())
-                .unwrap_or_default()
+        let req = match prepare_request(self.site(), id, params, body, body_complete) {
+            Ok(req) => req,
+            Err(outcome) => return outcome,
         };
-        let (method, uri) = (find(b"REQUEST_METHOD"), find(b"REQUEST_URI"));
-        // Tracebacks reach a browser only when site.toml says debug = true
-        // and lists the client's address in debug_allow (default: nobody).
-        let debug_client = self.site().is_some_and(|s| {
-            s.debug
-                && std::str::from_utf8(&find(b"REMOTE_ADDR"))
-                    .ok()
-                    .and_then(|a| a.parse().ok())
-                    .is_some_and(|ip| s.debug_allow.iter().any(|n| n.contains(ip)))
-        });
-        let what = Summary {
-            method: &method,
-            uri: &uri,
-        };
-        let limits = self.site().map(|s| s.limits.clone()).unwrap_or_default();
-        if limits.max_body > 0 && prep.content_length.is_some_and(|n| n > limits.max_body) {
-            crate::warn!(
-                "request {what}: body of {} bytes is over max_body ({}); answering 413",
-                prep.content_length.unwrap_or(0),
-                limits.max_body
-            );
-            return Outcome::Failed(413);
-        }
-        let request = environ::request_frame(id, &params, &prep, body, body_complete);
-        drop(params);
         let Some(w) = self.ensure_worker() else {
             return Outcome::Failed(500);
         };
-        let deadline =
-            (!limits.request_timeout.is_zero()).then(|| Instant::now() + limits.request_timeout);
-        let (outcome, fate) = bridge::relay(w, &request, id, t, deadline, &what);
-        let outcome = match outcome {
-            Outcome::AppFailed(tb) if debug_client => Outcome::Page(bridge::debug_page(&tb)),
-            other => other,
-        };
+        let (outcome, fate) = req.relay(w, t);
         match fate {
             Fate::Gone => {
                 if let Some(w) = self.worker.take() {
@@ -224,7 +313,7 @@ impl App {
             Fate::Keep => {
                 if let Some(w) = self.worker.as_mut() {
                     w.served += 1;
-                    self.recycle_if_due(&limits);
+                    self.recycle_if_due(&req.limits);
                 }
             }
         }

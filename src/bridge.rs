@@ -14,6 +14,55 @@ use crate::frame;
 use crate::signals;
 use crate::worker::{Event, Worker};
 
+/// One request's view of a Python worker: the whole worker when it serves
+/// one request at a time, or a share of a threaded one (`threaded.rs`).
+pub trait Port {
+    fn pid(&self) -> libc::pid_t;
+    /// Writes all of `parts` as one frame's bytes; Ok(false) on timeout.
+    fn send(&mut self, parts: &[&[u8]], deadline: Option<Instant>) -> std::io::Result<bool>;
+    /// True when the next frame is already at hand.
+    fn has_frame(&self) -> bool;
+    fn next(&mut self, deadline: Option<Instant>) -> std::io::Result<Event>;
+    fn payload(&self, h: frame::Header) -> &[u8];
+    fn consume(&mut self, h: frame::Header);
+
+    fn send_frame(
+        &mut self,
+        kind: u8,
+        id: u16,
+        parts: &[&[u8]],
+        deadline: Option<Instant>,
+    ) -> std::io::Result<bool> {
+        let len = parts.iter().map(|p| p.len()).sum();
+        let h = frame::header(kind, id, len);
+        let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+        all.push(&h);
+        all.extend_from_slice(parts);
+        self.send(&all, deadline)
+    }
+}
+
+impl Port for Worker {
+    fn pid(&self) -> libc::pid_t {
+        self.pid
+    }
+    fn send(&mut self, parts: &[&[u8]], deadline: Option<Instant>) -> std::io::Result<bool> {
+        Worker::send(self, parts, deadline)
+    }
+    fn has_frame(&self) -> bool {
+        Worker::has_frame(self)
+    }
+    fn next(&mut self, deadline: Option<Instant>) -> std::io::Result<Event> {
+        Worker::next(self, deadline)
+    }
+    fn payload(&self, h: frame::Header) -> &[u8] {
+        Worker::payload(self, h)
+    }
+    fn consume(&mut self, h: frame::Header) {
+        Worker::consume(self, h)
+    }
+}
+
 /// The client went away (or the web server aborted the request): stop
 /// relaying, but let the app finish.
 #[derive(Debug)]
@@ -88,14 +137,14 @@ const MAX_INPUT_CHUNK: usize = 256 << 10;
 /// Sends `request` (a whole `R` frame) to the worker and relays until the
 /// app is done. `deadline` is the request timeout.
 pub fn relay(
-    w: &mut Worker,
+    w: &mut dyn Port,
     request: &[u8],
     id: u16,
     t: &mut dyn Transport,
     deadline: Option<Instant>,
     what: &Summary<'_>,
 ) -> (Outcome, Fate) {
-    let pid = w.pid;
+    let pid = w.pid();
     let mut started = false;
     let mut gone = false;
     let mut input_ended = false;

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use crate::app::{App, Change};
+use crate::app::{App, Change, Handler};
 use crate::bridge::{Gone, Outcome, Transport};
 use crate::config::Net;
 use crate::record::{self, Decoded, Header};
@@ -37,7 +37,7 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 pub const REEXEC_ENV: &str = "FCGI_SHIM_REEXEC";
 
 #[derive(Debug)]
-enum ConnError {
+pub(crate) enum ConnError {
     /// The peer closed or reset the connection.
     Closed,
     TimedOut,
@@ -430,7 +430,11 @@ impl Transport for Exchange<'_> {
 
 /// Serves the requests of one connection. Returns true when the
 /// connection may be kept for another request (KEEP_CONN).
-fn serve_request(conn: &mut Conn, app: &mut App, params: &mut Vec<u8>) -> Result<bool, ConnError> {
+pub(crate) fn serve_request(
+    conn: &mut Conn,
+    app: &mut dyn Handler,
+    params: &mut Vec<u8>,
+) -> Result<bool, ConnError> {
     let Some(begun) = read_request(conn, params)? else {
         return Ok(false);
     };
@@ -485,11 +489,7 @@ fn serve_request(conn: &mut Conn, app: &mut App, params: &mut Vec<u8>) -> Result
         }
     }
     let drained = x.stdin_done || x.aborted;
-    x.conn.io_timeout = app
-        .site()
-        .map_or(crate::config::Limits::default().io_timeout, |s| {
-            s.limits.io_timeout
-        });
+    x.conn.io_timeout = app.io_timeout();
     Ok(begun.keep && drained)
 }
 

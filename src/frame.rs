@@ -24,7 +24,9 @@
 //! Shim to worker:
 //! - `C` config, once, first: `pairs` with keys `app` ("module:name" or
 //!   ""), `django` ("1" when settings_module is set), `path` (repeated, one
-//!   search_path entry each, in order), `run_once` ("1" under CGI).
+//!   search_path entry each, in order), `run_once` ("1" under CGI), `threads`
+//!   (runfcgi method=threaded: run requests in that many threads at once;
+//!   absent means one at a time).
 //! - `R` request: `flags:u8` (bit 0: the body below is the whole body; bit 1:
 //!   the scheme is https), then `pairs` (the CGI params, bytes), then the rest
 //!   of the payload is the first part of the body (may be empty).

@@ -239,9 +239,7 @@ fn django_at(dir: &Path) -> Option<Found> {
 fn settings_from_manage(text: &str) -> Option<String> {
     let at = text.find("DJANGO_SETTINGS_MODULE")?;
     let rest = &text[at + "DJANGO_SETTINGS_MODULE".len()..];
-    let rest = rest
-        .trim_start_matches(['"', '\''])
-        .trim_start();
+    let rest = rest.trim_start_matches(['"', '\'']).trim_start();
     let rest = rest.strip_prefix(',')?.trim_start();
     let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
     let value = &rest[1..];

@@ -29,6 +29,7 @@ mod log;
 mod record;
 mod signals;
 mod sys;
+mod threaded;
 mod worker;
 
 use std::path::{Path, PathBuf};

@@ -19,8 +19,10 @@ import importlib
 import os
 import re
 import signal
+import queue
 import struct
 import sys
+import threading
 import time
 import traceback
 
@@ -609,7 +611,7 @@ def load_app(spec, django):
 
 def _load(chan, rid, payload):
     """Apply the C frame, import the app, answer K; on failure F and exit 3."""
-    spec, django, paths, run_once = "", False, [], False
+    spec, django, paths, run_once, threads = "", False, [], False, 1
     lens, start, _ = _pairs_at(payload, 0)
     for name, value in _split_pairs(lens, payload[start:]):
         if name == b"app":
@@ -620,6 +622,8 @@ def _load(chan, rid, payload):
             paths.append(os.fsdecode(value))
         elif name == b"run_once":
             run_once = value == b"1"
+        elif name == b"threads":
+            threads = max(1, int(value or b"1"))
         # Unknown keys are ignored: a newer shim may send more.
     # `-c` puts the cwd first on sys.path; the site's path entries replace it.
     if sys.path and sys.path[0] == "":
@@ -648,19 +652,83 @@ def _load(chan, rid, payload):
         ]
     )
     chan.write(_HEADER.pack(_K, rid, len(ready)) + ready)
-    return app, base_environ(run_once)
+    return app, base_environ(run_once, threads > 1), threads
 
 
-def base_environ(run_once):
+def base_environ(run_once, threaded=False):
     """The environ entries that are the same for every request."""
     return {
         "wsgi.version": (1, 0),
-        "wsgi.multithread": False,
-        "wsgi.multiprocess": True,  # one worker per shim, many shims
+        # runfcgi method=threaded: one process, the app in threads.
+        "wsgi.multithread": threaded,
+        "wsgi.multiprocess": not threaded,  # else one worker per shim, many shims
         "wsgi.run_once": run_once,
         "wsgi.file_wrapper": FileWrapper,
         "wsgi.input_terminated": True,  # read() ends at the body's end
     }
+
+
+class _Share:
+    """One request's side of a threaded worker (runfcgi method=threaded).
+
+    Frames for it (I, Z) arrive through a queue that the main thread fills;
+    what it writes goes out whole under the channel's lock, so frames of
+    concurrent requests never interleave.
+    """
+
+    def __init__(self, chan, lock):
+        self._chan = chan
+        self._lock = lock
+        self.rfd = chan.rfd
+        self.frames = queue.SimpleQueue()
+
+    def write(self, data):
+        with self._lock:
+            self._chan.write(data)
+
+    def read_frame(self):
+        return self.frames.get()  # None: the shim closed the channel
+
+
+def serve_threaded(chan, app, base):
+    """Run each request in a thread of its own, as the shim sends them
+    (it bounds how many are open at once); route input frames by id."""
+    lock = threading.Lock()
+    live = {}
+    threads = []
+
+    def run(rid, payload, share):
+        try:
+            handle(share, app, base, rid, payload)
+        except ShimError as exc:
+            _log("fcgi-shim-worker: request %d: %s\n" % (rid, exc))
+        except BaseException:  # SystemExit from the app ends only its thread
+            pass
+        finally:
+            live.pop(rid, None)
+
+    while True:
+        frame = chan.read_frame()
+        if frame is None:
+            break
+        kind, rid, payload = frame
+        if kind == _R:
+            share = live[rid] = _Share(chan, lock)
+            t = threading.Thread(target=run, args=(rid, payload, share), name="request-%d" % rid, daemon=True)
+            threads = [x for x in threads if x.is_alive()]
+            threads.append(t)
+            t.start()
+        elif kind in (_I, _Z):
+            share = live.get(rid)
+            if share is not None:
+                share.frames.put(frame)
+        else:
+            raise ShimError("unexpected frame %r" % chr(kind))
+    # The shim is stopping: requests in flight finish (it bounds how long).
+    for share in list(live.values()):
+        share.frames.put(None)
+    for t in threads:
+        t.join()
 
 
 def main():
@@ -682,7 +750,11 @@ def main():
         kind, rid, payload = frame
         if kind != _C:
             raise ShimError("the first frame is %r, not C" % chr(kind))
-        app, base = _load(chan, rid, payload)
+        app, base, threads = _load(chan, rid, payload)
+        if threads > 1:
+            serve_threaded(chan, app, base)
+            _flush_stdio()
+            return
         while True:
             frame = chan.read_frame()
             if frame is None:

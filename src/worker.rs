@@ -176,7 +176,7 @@ fn is_executable(p: &Path) -> bool {
 impl Worker {
     /// Starts the interpreter, sends it the worker and the config, and waits
     /// until the app is imported.
-    pub fn start(site: &Site, run_once: bool) -> Result<Worker, StartError> {
+    pub fn start(site: &Site, run_once: bool, threads: usize) -> Result<Worker, StartError> {
         let python = find_python(site).map_err(StartError::Spawn)?;
         let spawn_err = |what: &str, e: io::Error| StartError::Spawn(format!("{what}: {e}"));
         let (to_child, to) = sys::pipe().map_err(|e| spawn_err("pipe", e))?;
@@ -213,8 +213,8 @@ impl Worker {
         let (in_fd, out_fd) = (to_child.as_raw_fd(), from_child.as_raw_fd());
         let parent = sys::getpid() as libc::pid_t;
         // SAFETY: the closure runs in the forked child before exec and calls
-        // only async-signal-safe functions (fcntl, dup2, prctl, getppid,
-        // sigaction via signal, _exit).
+        // only async-signal-safe functions (fcntl, dup2, close_range,
+        // getrlimit, prctl, getppid, sigaction via signal, _exit).
         unsafe {
             cmd.pre_exec(move || {
                 // Move both ends above the target numbers first, so that
@@ -223,6 +223,28 @@ impl Worker {
                 let b = libc::fcntl(out_fd, libc::F_DUPFD_CLOEXEC, 10);
                 if a < 0 || b < 0 || libc::dup2(a, 3) < 0 || libc::dup2(b, 4) < 0 {
                     return Err(io::Error::last_os_error());
+                }
+                // Nothing else may reach Python: descriptors the shim itself
+                // inherited (whatever started the web server's spawner left
+                // open) would otherwise pass through exec. Marked
+                // close-on-exec rather than closed, so that std's own pipe
+                // that reports a failed exec keeps working.
+                if libc::syscall(
+                    libc::SYS_close_range,
+                    5u32,
+                    u32::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC,
+                ) != 0
+                {
+                    // Before Linux 5.11: one by one, bounded.
+                    let mut rl = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
+                    for fd in 5..(rl.rlim_cur.min(65536) as i32) {
+                        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                    }
                 }
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 // The parent may have died before prctl took effect.
@@ -255,7 +277,7 @@ impl Worker {
             sys::set_nonblocking(fd, true).map_err(|e| spawn_err("fcntl", e))?;
         }
         let deadline = Some(Instant::now() + site.limits.startup_timeout);
-        match w.handshake(site, run_once, deadline) {
+        match w.handshake(site, run_once, threads, deadline) {
             Ok(()) => Ok(w),
             Err(e) => {
                 w.kill();
@@ -268,6 +290,7 @@ impl Worker {
         &mut self,
         site: &Site,
         run_once: bool,
+        threads: usize,
         deadline: Option<Instant>,
     ) -> Result<(), StartError> {
         use std::os::unix::ffi::OsStrExt;
@@ -289,6 +312,10 @@ impl Worker {
         ];
         for p in &site.search_path {
             items.push((b"path", p.as_os_str().as_bytes()));
+        }
+        let threads = threads.to_string();
+        if threads != "1" {
+            items.push((b"threads", threads.as_bytes()));
         }
         let len = frame::pairs_len(items.iter().copied());
         boot.extend_from_slice(&frame::header(frame::CONFIG, 0, len));
@@ -424,22 +451,6 @@ impl Worker {
         Ok(true)
     }
 
-    /// Sends one frame whose payload is `parts`, concatenated.
-    pub fn send_frame(
-        &mut self,
-        kind: u8,
-        id: u16,
-        parts: &[&[u8]],
-        deadline: Option<Instant>,
-    ) -> io::Result<bool> {
-        let len = parts.iter().map(|p| p.len()).sum();
-        let h = frame::header(kind, id, len);
-        let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
-        all.push(&h);
-        all.extend_from_slice(parts);
-        self.send(&all, deadline)
-    }
-
     /// True when a whole frame is already buffered.
     pub fn has_frame(&self) -> bool {
         frame::decode_header(&self.buf[self.start..self.end])
@@ -562,6 +573,17 @@ impl Worker {
                 sys::describe_status(status)
             );
         }
+    }
+
+    /// Takes the worker apart for `threaded.rs`, which reads and writes its
+    /// pipes from several threads: (to, from, log). Nothing is buffered
+    /// after the handshake.
+    pub fn into_parts(self) -> (OwnedFd, OwnedFd, Option<OwnedFd>) {
+        debug_assert_eq!(
+            self.start, self.end,
+            "no frame may be pending after the handshake"
+        );
+        (self.to, self.from, self.log)
     }
 
     /// Resident memory of the worker, in bytes (Linux /proc).

@@ -793,14 +793,30 @@ fn debug_traceback_only_for_clients_in_debug_allow() {
     // Listed client: the page carries the traceback, HTML-escaped.
     let r = srv.request(&Req::get("raise").param("REMOTE_ADDR", "192.0.2.7"));
     assert_eq!(r.status(), 500, "{}", r.text());
-    assert!(r.text().contains("Traceback (most recent call last)"), "{}", r.text());
-    assert!(r.text().contains("marker-raise-before-start-response"), "{}", r.text());
+    assert!(
+        r.text().contains("Traceback (most recent call last)"),
+        "{}",
+        r.text()
+    );
+    assert!(
+        r.text().contains("marker-raise-before-start-response"),
+        "{}",
+        r.text()
+    );
     // Anyone else: the fixed page, nothing of the traceback.
     for addr in ["127.0.0.1", "192.0.2.8"] {
         let r = srv.request(&Req::get("raise").param("REMOTE_ADDR", addr));
         assert_eq!(r.status(), 500, "{}", r.text());
-        assert!(!r.text().contains("Traceback"), "{addr} saw it: {}", r.text());
-        assert!(!r.text().contains("marker-raise"), "{addr} saw it: {}", r.text());
+        assert!(
+            !r.text().contains("Traceback"),
+            "{addr} saw it: {}",
+            r.text()
+        );
+        assert!(
+            !r.text().contains("marker-raise"),
+            "{addr} saw it: {}",
+            r.text()
+        );
     }
     assert_serves(&srv);
 }

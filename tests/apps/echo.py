@@ -5,6 +5,7 @@ the shim splits SCRIPT_NAME and PATH_INFO. Anything unknown is `hello`.
 """
 
 import os
+import stat
 import sys
 import time
 
@@ -68,6 +69,18 @@ def app(environ, start_response):
         os.write(1, b"marker-os-write-fd1\n")
         start_response("200 OK", text)
         return [b"printed\n"]
+    if route == "fds":
+        # Every descriptor open in the worker, and which are sockets: the
+        # web server's listening socket or connection must never leak here.
+        lines = []
+        for fd in range(1024):
+            try:
+                st = os.fstat(fd)
+            except OSError:
+                continue
+            lines.append("%d %s" % (fd, "socket" if stat.S_ISSOCK(st.st_mode) else "other"))
+        start_response("200 OK", text)
+        return [("\n".join(lines) + "\n").encode()]
     if route == "exit":
         os._exit(7)
     if route == "sleep":
