@@ -257,9 +257,14 @@ class Worker:
                     self.send(frame("Z", rid))
                     events.append(("Z", 0))
             elif kind == "D":
-                assert len(payload) == 1 and payload[0] in (0, 1, 2), payload
+                # code, then for code 1 (failed before output) the traceback
+                # that a debug page may show; nothing after codes 0 and 2.
+                assert payload and payload[0] in (0, 1, 2), payload
+                assert payload[0] == 1 or len(payload) == 1, payload
                 events.append(("D", payload[0]))
-                return Result(events)
+                result = Result(events)
+                result.detail = bytes(payload[1:]).decode("utf-8")
+                return result
             else:
                 raise AssertionError("unexpected %r frame during a request" % kind)
 

@@ -107,6 +107,8 @@ def test_failure_before_output_is_D1_with_the_traceback_in_the_log(serve, app, m
     worker = serve(app)
     result = worker.get()
     assert (result.code, result.out) == (1, b"")  # no O frame at all
+    # The traceback travels in D, for the shim's debug page (debug_allow).
+    assert result.detail.startswith(TRACEBACK) and marker in result.detail, result.detail
     log = worker.wait_log(marker)
     assert TRACEBACK in log
     assert "fcgi-shim-worker: app failed on GET /:" in log
