@@ -31,6 +31,9 @@ htaccess/ folder). Run from a shell, it helps you set that up:
   {prog} check [PATH] [--host=NAME]
         load site.toml and the app as the web server would, send a test
         GET request (default PATH /), report every problem; exit 1 if any
+  {prog} runfcgi socket=PATH | host=ADDRESS port=NUMBER [option=value ...]
+        serve FastCGI on a socket of its own, as Django's manage.py runfcgi
+        did (daemonizes; `{prog} runfcgi help` lists the options)
   {prog} help       this text
   {prog} --version  the version
 
@@ -60,6 +63,7 @@ pub fn main(prog: &str, script: PathBuf, args: &[String]) -> i32 {
             0
         }
         Some("check") => check(script, &args[1..]),
+        Some("runfcgi") => crate::runfcgi::main(prog, &script, &args[1..]),
         Some("init") => crate::init::main(prog, &script, &args[1..]),
         Some(other) => {
             eprintln!("{prog}: unknown command `{other}`; try `{prog} help`");

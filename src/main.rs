@@ -27,6 +27,7 @@ mod frame;
 mod init;
 mod log;
 mod record;
+mod runfcgi;
 mod signals;
 mod sys;
 mod threaded;

@@ -1,0 +1,1018 @@
+//! `mysite.fcgi runfcgi`: the commands of the seed's "Starting your FastCGI
+//! server" and "Stopping the FastCGI daemon" run for real, with our binary in
+//! place of `manage.py`, a real python3 and a FastCGI client over unix and TCP
+//! sockets.
+//!
+//! Each test deploys its own copy of the binary (its own inode), so that the
+//! processes of one test can be told from another's through /proc/<pid>/exe.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The test app: routes on the last PATH_INFO segment. `MARK` changes when a
+/// test edits the file, to see a reload.
+const APP: &str = r#"
+import os, time
+MARK = "v1"
+
+def app(environ, start_response):
+    route = environ.get("PATH_INFO", "").rsplit("/", 1)[-1]
+    if route == "sleep":
+        time.sleep(1)
+    if route == "pythonpath":
+        body = os.environ.get("PYTHONPATH", "<unset>")
+    else:
+        # worker pid, then its parent: the prefork child serving us
+        body = "%s %d %d" % (MARK, os.getpid(), os.getppid())
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body.encode()]
+"#;
+
+/// The real interpreter behind `python3` on PATH, by absolute path: the
+/// seed's restart script runs us with an empty environment (no PATH).
+fn python() -> String {
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("run python3");
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
+}
+
+#[derive(Clone, Debug)]
+enum Addr {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+/// One request on a fresh connection; the shim closes it after END_REQUEST.
+fn exchange(addr: &Addr, req: &Req) -> Result<Response, String> {
+    fn talk(s: &mut (impl Read + Write), bytes: &[u8]) -> io::Result<Vec<u8>> {
+        s.write_all(bytes)?;
+        let mut got = Vec::new();
+        s.read_to_end(&mut got)?;
+        Ok(got)
+    }
+    let bytes = request_bytes(req);
+    let got = match addr {
+        Addr::Unix(p) => {
+            let mut s = UnixStream::connect(p).map_err(|e| format!("connect {p:?}: {e}"))?;
+            s.set_read_timeout(Some(TIMEOUT))
+                .map_err(|e| e.to_string())?;
+            talk(&mut s, &bytes)
+        }
+        Addr::Tcp(a) => {
+            let mut s = TcpStream::connect_timeout(a, Duration::from_secs(5))
+                .map_err(|e| format!("connect {a}: {e}"))?;
+            s.set_read_timeout(Some(TIMEOUT))
+                .map_err(|e| e.to_string())?;
+            talk(&mut s, &bytes)
+        }
+    }
+    .map_err(|e| format!("exchange with {addr:?}: {e}"))?;
+    let records = parse_records(&got);
+    if !records.iter().any(|r| r.kind == END_REQUEST) {
+        return Err(format!(
+            "no END_REQUEST in {:?}",
+            String::from_utf8_lossy(&got)
+        ));
+    }
+    let stdout = records
+        .iter()
+        .filter(|r| r.kind == STDOUT)
+        .flat_map(|r| r.content.clone())
+        .collect();
+    Ok(Response {
+        stdout,
+        records,
+        ..Response::default()
+    })
+}
+
+/// GET `route`: the body of a 200, or what went wrong.
+fn get(addr: &Addr, route: &str) -> Result<String, String> {
+    let r = exchange(addr, &Req::get(route))?;
+    if !r.text().contains("\r\n\r\n") || r.status() != 200 {
+        return Err(format!("GET /{route}: {:?}", r.text()));
+    }
+    Ok(r.body_text())
+}
+
+/// (mark, worker pid, prefork child pid) from the app's default route.
+fn ident(addr: &Addr) -> Result<(String, i32, i32), String> {
+    let body = get(addr, "pid")?;
+    let f: Vec<&str> = body.split(' ').collect();
+    match f[..] {
+        [m, w, c] => Ok((
+            m.into(),
+            w.parse().map_err(|_| body.clone())?,
+            c.parse().map_err(|_| body.clone())?,
+        )),
+        _ => Err(format!("unexpected body {body:?}")),
+    }
+}
+
+fn wait_until(timeout: Duration, mut pred: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if pred() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn free_port(ip: &str) -> u16 {
+    // A parsed address: a host name would need the resolver, which the
+    // static musl build does not link.
+    let ip: std::net::IpAddr = ip.parse().expect("an IP address");
+    let l = TcpListener::bind(SocketAddr::new(ip, 0)).expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+fn cmdline(pid: i32) -> String {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+fn all_pids() -> Vec<i32> {
+    fs::read_dir("/proc")
+        .expect("read /proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+        .filter(|&pid| !process_gone(pid))
+        .collect()
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: plain kill(2) of a process this test started.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// A deployed site: its own copy of the binary as `mysite.fcgi`, the app,
+/// a site.toml. Every process it started is killed on drop.
+struct Site {
+    /// Inodes the site's binary has had (a test replaces it).
+    inodes: Mutex<Vec<u64>>,
+    children: Vec<Child>,
+    dir: TempDir,
+}
+
+impl Site {
+    fn new(tag: &str) -> Site {
+        let dir = TempDir::new(tag);
+        let bin = dir.join("mysite.fcgi");
+        fs::copy(BIN, &bin).expect("copy the binary");
+        fs::write(dir.join("rfapp.py"), APP).expect("write the app");
+        let toml = format!(
+            "python = {}\nsearch_path = [{}]\nwsgi_app = \"rfapp:app\"\nlog_file = {}\n",
+            toml_str(&python()),
+            toml_str(&dir.path().to_string_lossy()),
+            toml_str(&dir.join("shim.log").to_string_lossy()),
+        );
+        fs::write(dir.join("site.toml"), toml).expect("write site.toml");
+        let ino = fs::metadata(&bin).expect("stat binary").ino();
+        Site {
+            inodes: Mutex::new(vec![ino]),
+            children: Vec::new(),
+            dir,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.dir.join("mysite.sock")
+    }
+
+    fn unix(&self) -> Addr {
+        Addr::Unix(self.sock())
+    }
+
+    fn log(&self) -> String {
+        read_lossy(&self.dir.join("shim.log"))
+    }
+
+    /// `./mysite.fcgi runfcgi ARGS` from the site's directory, with only
+    /// PATH in the environment, as a person at a shell would start it.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(self.dir.join("mysite.fcgi"));
+        server_env(&mut cmd)
+            .arg0("./mysite.fcgi")
+            .arg("runfcgi")
+            .args(args)
+            .current_dir(self.path());
+        cmd
+    }
+
+    /// Runs a command that should return (an error, or a daemon's start).
+    fn run(&self, args: &[&str]) -> Output {
+        run(&mut self.command(args), Some(b""), Duration::from_secs(20))
+    }
+
+    /// Starts `daemonize=false ARGS` in its own process group, as a shell
+    /// starts a foreground job; output goes to files.
+    fn foreground(&mut self, args: &[&str]) -> usize {
+        let mut all = vec!["daemonize=false"];
+        all.extend_from_slice(args);
+        let mut cmd = self.command(&all);
+        cmd.process_group(0)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(self.dir.join("stdout")).expect("stdout file"))
+            .stderr(fs::File::create(self.dir.join("stderr")).expect("stderr file"));
+        self.children.push(spawn_retrying(&mut cmd));
+        self.children.len() - 1
+    }
+
+    fn output(&self) -> String {
+        format!(
+            "stdout: {}\nstderr: {}\nlog: {}",
+            read_lossy(&self.dir.join("stdout")),
+            read_lossy(&self.dir.join("stderr")),
+            self.log()
+        )
+    }
+
+    fn wait_exit(&mut self, i: usize, timeout: Duration) -> Option<ExitStatus> {
+        let child = &mut self.children[i];
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = child.try_wait().expect("try_wait") {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Live shim processes running this site's binary: supervisor, children,
+    /// a daemon.
+    fn shims(&self) -> Vec<i32> {
+        let inodes = self.inodes.lock().expect("lock").clone();
+        all_pids()
+            .into_iter()
+            .filter(|pid| {
+                fs::metadata(format!("/proc/{pid}/exe")).is_ok_and(|m| inodes.contains(&m.ino()))
+            })
+            .collect()
+    }
+
+    /// Live Python workers of this site (their cwd is the site's directory).
+    fn pythons(&self) -> Vec<i32> {
+        all_pids()
+            .into_iter()
+            .filter(|pid| {
+                cmdline(*pid).contains("fcgi-shim-worker")
+                    && fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|d| d == self.path())
+            })
+            .collect()
+    }
+
+    /// Waits until no process of this site is left.
+    fn assert_all_gone(&self, timeout: Duration) {
+        let gone = wait_until(timeout, || {
+            self.shims().is_empty() && self.pythons().is_empty()
+        });
+        assert!(
+            gone,
+            "left behind: shims {:?}, pythons {:?}\n{}",
+            self.shims().iter().map(|p| cmdline(*p)).collect::<Vec<_>>(),
+            self.pythons(),
+            self.output()
+        );
+    }
+
+    fn wait_serving(&self, addr: &Addr) {
+        let mut last = String::new();
+        let ok = wait_until(TIMEOUT, || match get(addr, "pid") {
+            Ok(_) => true,
+            Err(e) => {
+                last = e;
+                false
+            }
+        });
+        assert!(ok, "not serving on {addr:?}: {last}\n{}", self.output());
+    }
+
+    fn read_pidfile(&self, name: &str) -> i32 {
+        let text = read_lossy(&self.dir.join(name));
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("pidfile {name} holds {text:?}\n{}", self.output()))
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        for pid in self.shims().into_iter().chain(self.pythons()) {
+            signal(pid, libc::SIGKILL);
+        }
+        for c in &mut self.children {
+            let _ = c.kill(); // it may have exited: wait reaps it either way
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Sends `total` requests from `threads` threads at once; returns the
+/// failures and the (mark, worker, child) of each success.
+fn load(addr: &Addr, route: &str, threads: usize, total: usize) -> (Vec<String>, Vec<String>) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (addr, route) = (addr.clone(), route.to_string());
+            let (next, failures, bodies) = (next.clone(), failures.clone(), bodies.clone());
+            thread::spawn(move || {
+                while next.fetch_add(1, Ordering::SeqCst) < total {
+                    match get(&addr, &route) {
+                        Ok(b) => bodies.lock().expect("lock").push(b),
+                        Err(e) => failures.lock().expect("lock").push(e),
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("load thread");
+    }
+    let f = failures.lock().expect("lock").clone();
+    let b = bodies.lock().expect("lock").clone();
+    (f, b)
+}
+
+/// Requests in a loop on another thread until stopped; returns the count
+/// and the failures.
+struct Hammer {
+    stop: Arc<AtomicBool>,
+    handle: thread::JoinHandle<(usize, Vec<String>, Vec<String>)>,
+}
+
+impl Hammer {
+    fn start(addr: &Addr) -> Hammer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (flag, addr) = (stop.clone(), addr.clone());
+        let handle = thread::spawn(move || {
+            let (mut n, mut failed, mut marks) = (0, Vec::new(), Vec::new());
+            while !flag.load(Ordering::SeqCst) {
+                n += 1;
+                match ident(&addr) {
+                    Ok((mark, _, _)) => {
+                        if marks.last() != Some(&mark) {
+                            marks.push(mark);
+                        }
+                    }
+                    Err(e) => failed.push(e),
+                }
+            }
+            (n, failed, marks)
+        });
+        Hammer { stop, handle }
+    }
+
+    fn finish(self) -> (usize, Vec<String>, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle.join().expect("hammer thread")
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Options
+
+#[test]
+fn help_lists_every_option_on_a_line_of_its_own() {
+    let site = Site::new("help");
+    let out = site.run(&["help"]);
+    assert!(out.status.success(), "{:?}: {}", out.status, out.all_text());
+    let text = out.stdout_text();
+    for opt in [
+        "protocol",
+        "host",
+        "port",
+        "socket",
+        "method",
+        "maxrequests",
+        "maxspare",
+        "minspare",
+        "maxchildren",
+        "daemonize",
+        "pidfile",
+        "workdir",
+        "umask",
+        "outlog",
+        "errlog",
+        "debug",
+    ] {
+        let lines = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with(&format!("{opt}=")))
+            .count();
+        assert_eq!(
+            lines, 1,
+            "{opt}= should start exactly one line of help:\n{text}"
+        );
+    }
+    assert!(site.shims().is_empty(), "help started a server");
+}
+
+#[test]
+fn a_wrong_option_or_value_fails_with_status_2_naming_it_and_what_is_valid() {
+    let site = Site::new("badopts");
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["socket=s.sock", "method=forky"],
+            &["method=forky", "prefork", "threaded"],
+        ),
+        (
+            &["socket=s.sock", "maxspare=many"],
+            &["maxspare=many", "whole number"],
+        ),
+        (
+            &["socket=s.sock", "daemonize=perhaps"],
+            &["daemonize=perhaps", "true", "false"],
+        ),
+        (&["socket=s.sock", "umask=99"], &["umask=99", "octal"]),
+        (
+            &["socket=s.sock", "protocol=scgi"],
+            &["protocol=scgi", "fcgi"],
+        ),
+        (&["socket=s.sock", "pidfle=x.pid"], &["pidfle", "pidfile"]),
+        (&["host=127.0.0.1", "port=0"], &["port=0", "65535"]),
+        (
+            &["host=www.example.com", "port=3033"],
+            &["host=www.example.com", "127.0.0.1"],
+        ),
+        // Either socket, or both host and port, is required.
+        (&[], &["socket=PATH", "host=ADDRESS", "port=NUMBER"]),
+        (&["method=prefork"], &["socket=PATH", "host=ADDRESS"]),
+        (&["host=127.0.0.1"], &["port"]),
+        (&["port=3033"], &["host"]),
+        (
+            &["socket=s.sock", "host=127.0.0.1", "port=3033"],
+            &["not both"],
+        ),
+    ];
+    for (args, words) in cases {
+        let out = site.run(args);
+        let text = out.all_text();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {text}");
+        for w in *words {
+            assert!(text.contains(w), "{args:?}: {w:?} missing from: {text}");
+        }
+    }
+    assert!(!site.sock().exists() && !site.dir.join("s.sock").exists());
+    assert!(site.shims().is_empty(), "a bad command started a server");
+}
+
+// ---------------------------------------------------------------------------
+// The seed's examples
+
+/// `./manage.py runfcgi method=threaded host=127.0.0.1 port=3033`: daemonizes;
+/// no pidfile, so the daemon is found by its command line.
+#[test]
+fn seed_threaded_server_on_a_tcp_port() {
+    let site = Site::new("threaded");
+    let port = free_port("127.0.0.1");
+    let port_arg = format!("port={port}");
+    let out = site.run(&["method=threaded", "host=127.0.0.1", &port_arg]);
+    assert!(out.status.success(), "{:?}: {}", out.status, out.all_text());
+    let addr = Addr::Tcp(SocketAddr::from(([127, 0, 0, 1], port)));
+    // Listening as soon as the command returned: no retry here.
+    let (mark, _, _) = ident(&addr).unwrap_or_else(|e| panic!("{e}\n{}", site.output()));
+    assert_eq!(mark, "v1");
+    // Threads: one-second requests overlap (one Python, wsgi.multithread).
+    let t = Instant::now();
+    let (failed, bodies) = load(&addr, "sleep", 4, 4);
+    assert!(failed.is_empty(), "{failed:?}\n{}", site.output());
+    assert!(
+        t.elapsed().as_secs_f64() < 4.0 * 0.6,
+        "4 requests took {:?}",
+        t.elapsed()
+    );
+    let mut workers: Vec<&str> = bodies.iter().filter_map(|b| b.split(' ').nth(1)).collect();
+    workers.sort();
+    workers.dedup();
+    assert_eq!(workers.len(), 1, "threaded: one python for all: {bodies:?}");
+    let daemons: Vec<i32> = site
+        .shims()
+        .into_iter()
+        .filter(|p| cmdline(*p).contains(&port_arg))
+        .collect();
+    assert_eq!(daemons.len(), 1, "one daemon expected: {daemons:?}");
+    // Daemonized: not a child of this test, in a session of its own.
+    let (_, ppid) = proc_stat(daemons[0]).expect("stat daemon");
+    assert_ne!(ppid, std::process::id() as i32);
+    signal(daemons[0], libc::SIGTERM);
+    site.assert_all_gone(Duration::from_secs(8));
+    assert!(get(&addr, "pid").is_err(), "port still answers after stop");
+}
+
+/// `./manage.py runfcgi method=prefork socket=... pidfile=django.pid`, then
+/// the seed's `kill \`cat $PIDFILE\``.
+#[test]
+fn seed_prefork_server_on_a_unix_socket_with_pidfile_stopped_by_kill() {
+    let site = Site::new("prefork");
+    let sock = format!("socket={}", site.sock().display());
+    let out = site.run(&["method=prefork", &sock, "pidfile=django.pid"]);
+    assert!(out.status.success(), "{:?}: {}", out.status, out.all_text());
+    // The pidfile is relative to where runfcgi was started (not workdir=/),
+    // and it is there, naming a live daemon, as soon as the command returned.
+    let pid = site.read_pidfile("django.pid");
+    assert!(!process_gone(pid), "pidfile names a dead process {pid}");
+    let addr = site.unix();
+    ident(&addr).unwrap_or_else(|e| panic!("not listening once started: {e}\n{}", site.output()));
+    // Default umask 022 when daemonizing: the socket is rwxr-xr-x.
+    let mode = fs::symlink_metadata(site.sock()).expect("socket").mode() & 0o777;
+    assert_eq!(mode, 0o755, "socket mode {mode:o}");
+    // Supervisor without Python; its children are shims with a worker each.
+    let kids = children_of(pid);
+    assert!(!kids.is_empty(), "no prefork children");
+    for k in &kids {
+        assert!(
+            site.shims().contains(k),
+            "child {k} is not a shim: {}",
+            cmdline(*k)
+        );
+    }
+    assert!(
+        site.pythons()
+            .iter()
+            .all(|p| proc_stat(*p).is_some_and(|(_, pp)| pp != pid)),
+        "a python worker is a direct child of the supervisor"
+    );
+    let (_, _, child) = ident(&addr).expect("request");
+    assert!(
+        kids.contains(&child),
+        "served by {child}, not a child of {pid} ({kids:?})"
+    );
+
+    let out = run(
+        Command::new("sh")
+            .args(["-c", "kill `cat $PIDFILE`"])
+            .env("PIDFILE", site.dir.join("django.pid"))
+            .current_dir(site.path()),
+        Some(b""),
+        Duration::from_secs(5),
+    );
+    assert!(out.status.success(), "kill: {}", out.all_text());
+    site.assert_all_gone(Duration::from_secs(8));
+    assert!(!site.dir.join("django.pid").exists(), "pidfile left behind");
+    assert!(!site.sock().exists(), "socket file left behind");
+    assert!(site.log().contains("SIGTERM"), "{}", site.log());
+}
+
+/// `./manage.py runfcgi daemonize=false socket=/tmp/mysite.sock`, then
+/// Ctrl-C: SIGINT to the whole foreground process group.
+#[test]
+fn seed_foreground_server_stops_on_ctrl_c() {
+    let mut site = Site::new("fg");
+    let sock = format!("socket={}", site.sock().display());
+    let i = site.foreground(&[&sock]);
+    let addr = site.unix();
+    site.wait_serving(&addr);
+    let pid = site.children[i].id() as i32;
+    let (_, _, child) = ident(&addr).expect("request");
+    assert_ne!(child, pid, "prefork: a child serves, not the supervisor");
+    // SAFETY: kill(2) of the process group this test started.
+    unsafe { libc::kill(-pid, libc::SIGINT) };
+    let st = site.wait_exit(i, Duration::from_secs(8));
+    assert_eq!(
+        st.and_then(|s| s.code()),
+        Some(0),
+        "{st:?}\n{}",
+        site.output()
+    );
+    site.assert_all_gone(Duration::from_secs(5));
+    assert!(!site.sock().exists(), "socket file left behind");
+    assert!(zombie_children(pid).is_empty());
+}
+
+#[test]
+fn prefork_on_ipv6_loopback_stops_on_sigterm() {
+    let mut site = Site::new("ipv6");
+    let port = free_port("::1");
+    let port_arg = format!("port={port}");
+    let i = site.foreground(&["host=::1", &port_arg, "pidfile=v6.pid"]);
+    let addr = Addr::Tcp(SocketAddr::new("::1".parse().expect("ip"), port));
+    site.wait_serving(&addr);
+    assert_eq!(site.read_pidfile("v6.pid"), site.children[i].id() as i32);
+    signal(site.children[i].id() as i32, libc::SIGTERM);
+    let st = site.wait_exit(i, Duration::from_secs(8));
+    assert_eq!(
+        st.and_then(|s| s.code()),
+        Some(0),
+        "{st:?}\n{}",
+        site.output()
+    );
+    assert!(!site.dir.join("v6.pid").exists(), "pidfile left behind");
+    site.assert_all_gone(Duration::from_secs(5));
+}
+
+// ---------------------------------------------------------------------------
+// The socket and the pidfile
+
+#[test]
+fn a_stale_socket_file_is_replaced() {
+    let mut site = Site::new("stale");
+    // A socket file nobody listens on, as a killed server leaves it.
+    drop(UnixListener::bind(site.sock()).expect("bind"));
+    assert!(
+        UnixStream::connect(site.sock()).is_err(),
+        "the stale socket must refuse"
+    );
+    let sock = format!("socket={}", site.sock().display());
+    let i = site.foreground(&[&sock]);
+    site.wait_serving(&site.unix());
+    assert!(site.wait_exit(i, Duration::ZERO).is_none());
+    assert!(site.log().contains("stale"), "{}", site.log());
+}
+
+#[test]
+fn a_socket_a_live_server_listens_on_is_refused() {
+    let mut site = Site::new("live");
+    let sock = format!("socket={}", site.sock().display());
+    let first = site.foreground(&[&sock]);
+    site.wait_serving(&site.unix());
+    let out = site.run(&[&sock, "daemonize=false", "pidfile=second.pid"]);
+    let text = out.all_text();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&*site.sock().to_string_lossy()) && text.contains("already listening"),
+        "{text}"
+    );
+    assert!(!site.dir.join("second.pid").exists());
+    // The first server is untouched.
+    assert!(site.wait_exit(first, Duration::ZERO).is_none());
+    ident(&site.unix()).expect("the first server still serves");
+}
+
+#[test]
+fn a_daemon_that_cannot_start_says_why_and_leaves_no_pidfile_or_socket() {
+    let site = Site::new("nowork");
+    let sock = format!("socket={}", site.sock().display());
+    let out = site.run(&[&sock, "pidfile=x.pid", "workdir=/nonexistent-runfcgi-dir"]);
+    let text = out.all_text();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("workdir=/nonexistent-runfcgi-dir"), "{text}");
+    assert!(
+        !site.dir.join("x.pid").exists(),
+        "pidfile written by a failed start"
+    );
+    assert!(!site.sock().exists(), "socket left by a failed start");
+    site.assert_all_gone(Duration::from_secs(5));
+}
+
+// ---------------------------------------------------------------------------
+// Prefork
+
+#[test]
+fn prefork_children_serve_in_parallel() {
+    let mut site = Site::new("parallel");
+    let sock = format!("socket={}", site.sock().display());
+    site.foreground(&[&sock]);
+    let addr = site.unix();
+    site.wait_serving(&addr);
+    // More requests than the 5 children kept at start: the pool must grow.
+    let n = 8;
+    let t = Instant::now();
+    let (failed, _) = load(&addr, "sleep", n, n);
+    let took = t.elapsed();
+    assert!(failed.is_empty(), "{failed:?}\n{}", site.output());
+    assert!(
+        took.as_secs_f64() < n as f64 * 0.6,
+        "{n} one-second requests took {took:?}: not served in parallel\n{}",
+        site.output()
+    );
+}
+
+#[test]
+fn maxchildren_caps_the_children() {
+    let mut site = Site::new("cap");
+    let sock = format!("socket={}", site.sock().display());
+    let i = site.foreground(&[&sock, "maxchildren=2"]);
+    let addr = site.unix();
+    site.wait_serving(&addr);
+    let t = Instant::now();
+    let (failed, _) = load(&addr, "sleep", 4, 4);
+    let took = t.elapsed();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(
+        took >= Duration::from_millis(1900),
+        "4 requests on 2 children took {took:?}"
+    );
+    let kids = children_of(site.children[i].id() as i32);
+    assert!(kids.len() <= 2, "more than maxchildren: {kids:?}");
+}
+
+#[test]
+fn maxrequests_recycles_children_without_a_failed_request() {
+    let mut site = Site::new("maxreq");
+    let sock = format!("socket={}", site.sock().display());
+    let i = site.foreground(&[&sock, "maxrequests=3"]);
+    let addr = site.unix();
+    site.wait_serving(&addr); // one request: counts against a child's three
+    let (mut failed, mut bodies) = load(&addr, "pid", 1, 15);
+    let (f2, b2) = load(&addr, "pid", 5, 15);
+    failed.extend(f2);
+    bodies.extend(b2);
+    assert!(
+        failed.is_empty(),
+        "{} failed: {failed:?}\n{}",
+        failed.len(),
+        site.output()
+    );
+    assert_eq!(bodies.len(), 30);
+    let mut kids: Vec<&str> = bodies.iter().filter_map(|b| b.split(' ').nth(2)).collect();
+    kids.sort();
+    kids.dedup();
+    // Three requests each at most: 30 requests need at least 10 children.
+    assert!(
+        kids.len() >= 10,
+        "only {} children served 30 requests: {kids:?}",
+        kids.len()
+    );
+    let sup = site.children[i].id() as i32;
+    assert!(
+        wait_until(Duration::from_secs(3), || zombie_children(sup).is_empty()),
+        "zombies: {:?}",
+        zombie_children(sup)
+    );
+    assert!(site.log().contains("maxrequests"), "{}", site.log());
+}
+
+#[test]
+fn children_that_keep_dying_are_replaced_at_a_limited_rate() {
+    let mut site = Site::new("crashloop");
+    let sock = format!("socket={}", site.sock().display());
+    let i = site.foreground(&[&sock]);
+    site.wait_serving(&site.unix());
+    let sup = site.children[i].id() as i32;
+    let mut seen = std::collections::HashSet::new();
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        for k in children_of(sup) {
+            seen.insert(k);
+            signal(k, libc::SIGKILL);
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    // Killed children are replaced (more than the first five were seen),
+    // but not as fast as they die: without a limit this loop sees hundreds.
+    assert!(
+        seen.len() > 5,
+        "no replacement: {seen:?}\n{}",
+        site.output()
+    );
+    assert!(
+        seen.len() <= 20,
+        "{} children in 3 s: no rate limit\n{}",
+        seen.len(),
+        site.log()
+    );
+    assert!(site.log().contains("in a row"), "{}", site.log());
+    assert!(wait_until(Duration::from_secs(3), || zombie_children(sup).is_empty()));
+    assert_eq!(
+        site.wait_exit(i, Duration::ZERO),
+        None,
+        "the supervisor died"
+    );
+    signal(sup, libc::SIGTERM);
+    let st = site.wait_exit(i, Duration::from_secs(8));
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "{st:?}");
+    site.assert_all_gone(Duration::from_secs(5));
+}
+
+// ---------------------------------------------------------------------------
+// Reload
+
+#[test]
+fn touch_reloads_the_app_without_a_failed_request() {
+    let mut site = Site::new("touch");
+    let sock = format!("socket={}", site.sock().display());
+    let i = site.foreground(&[&sock]);
+    let addr = site.unix();
+    site.wait_serving(&addr);
+    let hammer = Hammer::start(&addr);
+    thread::sleep(Duration::from_millis(300));
+    // Another size and mtime: Python's bytecode cache must not serve v1.
+    let app = site.dir.join("rfapp.py");
+    fs::write(&app, APP.replace("\"v1\"", "\"v2-new\"")).expect("edit app");
+    set_mtime(&app, mtime_secs(&app) + 20);
+    let bin = site.dir.join("mysite.fcgi");
+    set_mtime(&bin, mtime_secs(&bin) + 10); // `touch mysite.fcgi`
+    let reloaded = wait_until(Duration::from_secs(10), || {
+        // Every child has reloaded when five requests in a row say v2.
+        (0..5).all(|_| ident(&addr).is_ok_and(|(m, _, _)| m == "v2-new"))
+    });
+    let (n, failed, marks) = hammer.finish();
+    assert!(reloaded, "still serving v1 after touch\n{}", site.output());
+    assert!(
+        failed.is_empty(),
+        "{} of {n} failed: {failed:?}",
+        failed.len()
+    );
+    assert_eq!(
+        marks.last().map(String::as_str),
+        Some("v2-new"),
+        "{marks:?}"
+    );
+    // One request at a time leaves children idle: no reason to add any.
+    let kids = children_of(site.children[i].id() as i32);
+    assert!(
+        kids.len() <= 5 + 2,
+        "the pool grew to {} under sequential requests",
+        kids.len()
+    );
+}
+
+#[test]
+fn replacing_the_binary_reexecutes_the_supervisor_keeping_the_socket() {
+    let mut site = Site::new("mv");
+    let sock = format!("socket={}", site.sock().display());
+    let i = site.foreground(&[&sock, "pidfile=mv.pid"]);
+    let addr = site.unix();
+    site.wait_serving(&addr);
+    let sup = site.children[i].id() as i32;
+    let old_kids = children_of(sup);
+    let hammer = Hammer::start(&addr);
+    thread::sleep(Duration::from_millis(300));
+    // Deploy with `mv`: a new inode, as FIELD_NOTES recommends.
+    let new = site.dir.join("mysite.fcgi.new");
+    fs::copy(BIN, &new).expect("copy");
+    let ino = fs::metadata(&new).expect("stat").ino();
+    site.inodes.lock().expect("lock").push(ino);
+    fs::rename(&new, site.dir.join("mysite.fcgi")).expect("mv");
+    let reexeced = wait_until(Duration::from_secs(10), || {
+        fs::metadata(format!("/proc/{sup}/exe")).is_ok_and(|m| m.ino() == ino)
+    });
+    assert!(
+        reexeced,
+        "supervisor still runs the old binary\n{}",
+        site.output()
+    );
+    // New children from the new image; the old ones finished and were reaped.
+    let renewed = wait_until(Duration::from_secs(10), || {
+        let kids = children_of(sup);
+        !kids.is_empty() && kids.iter().all(|k| !old_kids.contains(k))
+    });
+    thread::sleep(Duration::from_millis(300));
+    let (n, failed, _) = hammer.finish();
+    assert!(
+        renewed,
+        "old children remain: {:?} vs {old_kids:?}\n{}",
+        children_of(sup),
+        site.output()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} of {n} failed: {failed:?}\n{}",
+        failed.len(),
+        site.output()
+    );
+    assert_eq!(site.read_pidfile("mv.pid"), sup, "same pid after re-exec");
+    assert!(zombie_children(sup).is_empty());
+    signal(sup, libc::SIGTERM);
+    let st = site.wait_exit(i, Duration::from_secs(8));
+    assert_eq!(
+        st.and_then(|s| s.code()),
+        Some(0),
+        "{st:?}\n{}",
+        site.output()
+    );
+    assert!(!site.sock().exists() && !site.dir.join("mv.pid").exists());
+    site.assert_all_gone(Duration::from_secs(5));
+}
+
+#[test]
+fn a_threaded_server_reexecutes_a_replaced_binary_keeping_the_socket() {
+    let mut site = Site::new("mv-threaded");
+    let sock = format!("socket={}", site.sock().display());
+    let i = site.foreground(&["method=threaded", &sock]);
+    let addr = site.unix();
+    site.wait_serving(&addr);
+    let pid = site.children[i].id() as i32;
+    let hammer = Hammer::start(&addr);
+    thread::sleep(Duration::from_millis(300));
+    let new = site.dir.join("mysite.fcgi.new");
+    fs::copy(BIN, &new).expect("copy");
+    let ino = fs::metadata(&new).expect("stat").ino();
+    site.inodes.lock().expect("lock").push(ino);
+    fs::rename(&new, site.dir.join("mysite.fcgi")).expect("mv");
+    let reexeced = wait_until(Duration::from_secs(10), || {
+        fs::metadata(format!("/proc/{pid}/exe")).is_ok_and(|m| m.ino() == ino)
+    });
+    assert!(reexeced, "still the old binary\n{}", site.output());
+    thread::sleep(Duration::from_millis(500));
+    let (n, failed, _) = hammer.finish();
+    assert!(
+        failed.is_empty(),
+        "{} of {n} failed: {failed:?}\n{}",
+        failed.len(),
+        site.output()
+    );
+    ident(&addr).expect("serving after the re-exec");
+    assert_eq!(
+        site.wait_exit(i, Duration::ZERO),
+        None,
+        "exited instead of re-executing"
+    );
+    signal(pid, libc::SIGTERM);
+    let st = site.wait_exit(i, Duration::from_secs(8));
+    assert_eq!(
+        st.and_then(|s| s.code()),
+        Some(0),
+        "{st:?}\n{}",
+        site.output()
+    );
+    assert!(!site.sock().exists());
+    site.assert_all_gone(Duration::from_secs(5));
+}
+
+// ---------------------------------------------------------------------------
+// The seed's restart script
+
+#[test]
+fn seed_restart_script_starts_restarts_and_the_pidfile_stops_it() {
+    let site = Site::new("restart");
+    let script = site.dir.join("restart.sh");
+    // As in the seed, with our binary for manage.py and this test's PROJDIR.
+    let text = format!(
+        r#"#!/bin/bash
+
+# Replace these three settings.
+PROJDIR="{}"
+PIDFILE="$PROJDIR/mysite.pid"
+SOCKET="$PROJDIR/mysite.sock"
+
+cd $PROJDIR
+if [ -f $PIDFILE ]; then
+    kill `cat -- $PIDFILE`
+    rm -f -- $PIDFILE
+fi
+
+exec /usr/bin/env - \
+  PYTHONPATH="../python:.." \
+  ./mysite.fcgi runfcgi socket=$SOCKET pidfile=$PIDFILE
+"#,
+        site.path().display()
+    );
+    fs::write(&script, text).expect("write script");
+    let restart = || {
+        run(
+            Command::new("bash").arg(&script),
+            Some(b""),
+            Duration::from_secs(20),
+        )
+    };
+
+    let out = restart();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.all_text());
+    let first = site.read_pidfile("mysite.pid");
+    let addr = site.unix();
+    // The environment the script gave reaches the app (and nothing else,
+    // PATH included, was needed to find python).
+    assert_eq!(get(&addr, "pythonpath").as_deref(), Ok("../python:.."));
+
+    let out = restart();
+    assert!(out.status.success(), "{:?}: {}", out.status, out.all_text());
+    let second = site.read_pidfile("mysite.pid");
+    assert_ne!(first, second, "not restarted");
+    assert!(
+        wait_until(Duration::from_secs(8), || process_gone(first)),
+        "the first server is still running"
+    );
+    ident(&addr).unwrap_or_else(|e| panic!("after restart: {e}\n{}", site.output()));
+    assert_eq!(
+        site.read_pidfile("mysite.pid"),
+        second,
+        "the old server removed the new pidfile"
+    );
+
+    signal(second, libc::SIGTERM);
+    site.assert_all_gone(Duration::from_secs(8));
+    assert!(!site.sock().exists() && !site.dir.join("mysite.pid").exists());
+}
