@@ -30,6 +30,21 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// One log line for the request and how it ended (runfcgi debug=true).
+    pub fn log_outcome(&self, outcome: &Outcome) {
+        let what = Summary {
+            method: &self.method,
+            uri: &self.uri,
+        };
+        let how = match outcome {
+            Outcome::Complete => "answered".to_owned(),
+            Outcome::Cut => "cut short".to_owned(),
+            Outcome::Failed(s) => format!("answered {s} by the shim"),
+            Outcome::AppFailed(_) | Outcome::Page(_) => "answered 500: the app failed".to_owned(),
+        };
+        crate::info!("request {what}: {how}");
+    }
+
     /// Relays the request through `port`, with the site's request_timeout.
     pub fn relay(&self, port: &mut dyn Port, t: &mut dyn Transport) -> (Outcome, Fate) {
         let what = Summary {
@@ -162,6 +177,11 @@ pub struct App {
     /// Requests the worker runs at once in threads (runfcgi
     /// method=threaded); 1 otherwise.
     pub threads: usize,
+    /// Told when this process takes a connection (true) and is idle again
+    /// (false): how a runfcgi prefork child reports to its supervisor.
+    pub on_busy: Option<fn(bool)>,
+    /// Log one line per request with its status (runfcgi debug=true).
+    pub log_requests: bool,
 }
 
 impl App {
@@ -180,6 +200,8 @@ impl App {
             reexec_allowed: true,
             process_max_requests: 0,
             threads: 1,
+            on_busy: None,
+            log_requests: false,
         };
         app.apply_site();
         app.stamps = app
@@ -302,6 +324,9 @@ impl App {
             return Outcome::Failed(500);
         };
         let (outcome, fate) = req.relay(w, t);
+        if self.log_requests {
+            req.log_outcome(&outcome);
+        }
         match fate {
             Fate::Gone => {
                 if let Some(w) = self.worker.take() {

@@ -575,8 +575,14 @@ pub fn serve(app: &mut App, listener: RawFd, mut first: Option<OwnedFd>) -> i32 
                 }
             },
         };
+        if let Some(busy) = app.on_busy {
+            busy(true);
+        }
         if let Some(conn) = reload_if_changed(app, conn) {
             serve_conn(app, conn, listener, &mut params);
+        }
+        if let Some(busy) = app.on_busy {
+            busy(false);
         }
         served += 1;
         last_request = Instant::now();

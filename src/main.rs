@@ -9,7 +9,9 @@
 //!  CGI env + stdin  ----------> cgi.rs -------------------+   environ.rs   frame.rs   (pipes)  (the app)
 //!
 //!  beside the path: config.rs (site.toml), log.rs, signals.rs, worker.rs (the child
-//!  process), sys.rs (syscalls), cli.rs (help, check), init.rs (init)
+//!  process), sys.rs (syscalls), cli.rs (help, check), init.rs (init),
+//!  runfcgi.rs (the seed's external FastCGI server: prefork over fastcgi.rs,
+//!  threaded.rs for method=threaded)
 //! ```
 //!
 //! The mode is decided at start with no flags (FIELD_NOTES, "Telling FastCGI

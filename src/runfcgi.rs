@@ -19,13 +19,12 @@
 //! Spares follow flup's prefork server: at least `maxspare` children, more
 //! (up to `maxchildren`) when fewer than `minspare` are idle, and idle ones
 //! beyond `maxspare` retired. Only `fastcgi::serve` knows when a child is
-//! busy; until it reports that through a hook (`App::on_busy`, calling
-//! [`report_busy`]), the supervisor counts children and grows the pool when
-//! connections wait in the listen queue with no child taking them, and
-//! never retires a child it cannot tell is idle.
+//! busy; it reports that through `App::on_busy` ([`report_busy`]). The
+//! supervisor also grows the pool when connections wait in the listen queue
+//! with no child taking them, and never retires a child it cannot tell is
+//! idle.
 //!
-//! `debug=true` is accepted and passed on a re-exec, but logging each request
-//! needs a hook in `App::handle` too (not there yet).
+//! `debug=true` logs one line per request with how it ended.
 //!
 //! Stop (SIGTERM from `kill $(cat pidfile)`, Ctrl-C) removes the socket file
 //! first, so that a restarted server can bind at once, then lets children
@@ -1016,6 +1015,7 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
 
 fn run_threaded(opts: &Options, script: &Path, listener: &Listener) -> i32 {
     let mut app = App::new(script.to_path_buf(), false);
+    app.log_requests = opts.debug;
     // App::changed sees a replaced binary as a plain reload then; the
     // watcher below re-executes this process instead, keeping the socket.
     app.reexec_allowed = false;
@@ -1149,10 +1149,8 @@ fn report(state: u8) {
 }
 
 /// Tells the supervisor that this prefork child took a connection (true) or
-/// is back waiting for one (false). For `fastcgi::serve` to call through an
-/// `App::on_busy` hook, which does not exist yet: until it does, children
-/// report only READY, and the supervisor falls back on the listen queue.
-#[allow(dead_code)] // until App::on_busy exists
+/// is back waiting for one (false); `fastcgi::serve` calls it through
+/// `App::on_busy`.
 pub fn report_busy(busy: bool) {
     report(if busy { BUSY } else { IDLE });
 }
@@ -1504,8 +1502,10 @@ impl<'a> Supervisor<'a> {
         // The supervisor re-executes a replaced binary, not each child.
         app.reexec_allowed = false;
         app.process_max_requests = self.opts.max_requests;
+        app.on_busy = Some(report_busy);
+        app.log_requests = self.opts.debug;
         // Import the app before telling the supervisor this child can take
-        // connections. (With the hook: app.on_busy = Some(report_busy).)
+        // connections.
         app.ensure_worker();
         report(READY);
         fastcgi::serve(&mut app, 0, None)

@@ -378,6 +378,9 @@ impl Handler for ThreadHandler<'_, '_> {
         };
         let (outcome, fate) = req.relay(&mut port, t);
         drop(port);
+        if lock(&self.shared.app).log_requests {
+            req.log_outcome(&outcome);
+        }
         let served = mux.served.fetch_add(1, Ordering::SeqCst) + 1;
         let max = req.limits.max_requests;
         if fate == Fate::Gone {
