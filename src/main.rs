@@ -1,40 +1,7 @@
-//! fcgi-shim: one static binary that runs a Python WSGI site under FastCGI
-//! or CGI, from a shared host's web root.
-//!
-//! ```text
-//!  web server                    fcgi-shim                          Python worker
-//!  ----------                    ---------                          -------------
-//!  FastCGI on fd 0 --records--> record.rs -> fastcgi.rs --+
-//!                                                         +-> app.rs -> bridge.rs ==frames==> worker.py
-//!  CGI env + stdin  ----------> cgi.rs -------------------+   environ.rs   frame.rs   (pipes)  (the app)
-//!
-//!  beside the path: config.rs (site.toml), log.rs, signals.rs, worker.rs (the child
-//!  process), sys.rs (syscalls), cli.rs (help, check), init.rs (init),
-//!  runfcgi.rs (the seed's external FastCGI server: prefork over fastcgi.rs,
-//!  threaded.rs for method=threaded)
-//! ```
-//!
-//! The mode is decided at start with no flags (FIELD_NOTES, "Telling FastCGI
-//! from CGI from a shell"): a listening socket on fd 0 is FastCGI; else a
-//! CGI environment is CGI; else a person at a shell.
+//! The `fcgi-shim` executable: picks the mode and hands over to the library
+//! (`lib.rs` has the map of the whole).
 
-mod app;
-mod bridge;
-mod cgi;
-mod cli;
-mod config;
-mod environ;
-mod fastcgi;
-mod frame;
-mod init;
-mod log;
-mod record;
-mod runfcgi;
-mod signals;
-mod sys;
-mod threaded;
-mod worker;
-
+use fcgi_shim::{app, cgi, cli, config, fastcgi, log, signals, sys};
 use std::path::{Path, PathBuf};
 
 enum Mode {
@@ -90,7 +57,7 @@ fn run() -> i32 {
     match mode {
         Mode::FastCgi => {
             if let Err(e) = signals::install() {
-                crate::error!("cannot install signal handlers: {e}");
+                fcgi_shim::error!("cannot install signal handlers: {e}");
                 return 1;
             }
             log::enable_syslog();
@@ -98,7 +65,7 @@ fn run() -> i32 {
             let script = script_from_argv0();
             let mut app = app::App::new(script, false);
             if inherited.is_none() {
-                crate::info!(
+                fcgi_shim::info!(
                     "serving FastCGI on fd 0 for {} (site {})",
                     app.script.display(),
                     app.site_file.display()
@@ -108,7 +75,7 @@ fn run() -> i32 {
         }
         Mode::Cgi => {
             if let Err(e) = signals::install() {
-                crate::error!("cannot install signal handlers: {e}");
+                fcgi_shim::error!("cannot install signal handlers: {e}");
             }
             log::enable_syslog();
             let script = std::env::var_os("SCRIPT_FILENAME")
