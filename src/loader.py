@@ -1,5 +1,3 @@
-# fcgi-shim loader, run as `python -c`: read a u32 LE length and that much
-# worker source from fd 3 (src/frame.rs), then run it; EOF means exit quietly.
 import os
 def r(n, b=b""):
     while len(b) < n:

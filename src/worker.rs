@@ -21,6 +21,9 @@ use crate::signals;
 use crate::sys;
 
 const WORKER_SOURCE: &str = include_str!("worker.py");
+/// Run as `python -c LOADER`: reads a u32 LE length and that much worker
+/// source from fd 3 (see `frame.rs`), then runs it; EOF means exit quietly.
+/// It travels in argv, so `ps` shows it: kept to bare code, comments here.
 const LOADER: &str = include_str!("loader.py");
 
 /// What the worker reported once the app was imported.
