@@ -491,10 +491,10 @@ impl Worker {
             // Just after a request went out its answer cannot be there yet:
             // wait first rather than try a read that returns EAGAIN (one
             // system call less per request).
-            if std::mem::take(&mut self.just_sent) {
-                if let Some(event) = self.wait_readable(deadline)? {
-                    return Ok(event);
-                }
+            if std::mem::take(&mut self.just_sent)
+                && let Some(event) = self.wait_readable(deadline)?
+            {
+                return Ok(event);
             }
             let end = self.end;
             match sys::read(self.from.as_raw_fd(), &mut self.buf[end..]) {

@@ -3,8 +3,12 @@
 `make_site(kind)` builds a fresh web root, project copy and Apache for one
 test (the tests that edit files, break the app or crash the worker use it);
 `django_site` is one started Django site shared by the read-only tests of a
-module. When a test fails, the Apache error log, the shim log and the access
-log of its sites are attached to the report.
+module; `make_module_site` builds sites (of any kind, behind any server)
+that a module's own fixtures share between its tests. Both builders take
+cls=FrontedSite for a site behind lighttpd or nginx instead of Apache.
+When a test fails, the server's logs (Apache: error and access log), the
+shim log and the output of spawn-fcgi or runfcgi are attached to the
+report.
 """
 
 import os
@@ -25,6 +29,7 @@ from e2e_harness import (
     manage,
     shim_binary,
     stop_stale_apache,
+    stop_stale_processes,
 )
 
 
@@ -50,6 +55,7 @@ def run_dir():
     for old in finished:
         for pidfile in old.glob("*/apache/httpd.pid"):
             stop_stale_apache(pidfile)
+        stop_stale_processes(old)
     for old in finished[:-3]:
         shutil.rmtree(old, ignore_errors=True)
     path = RUN_ROOT / f"run-{time.strftime('%y%m%d%H%M%S')}-{os.getpid()}"
@@ -95,19 +101,27 @@ def django_template(run_dir, admin_password):
 _site_count = 0
 
 
-def build_site(run_dir, template, name, kind="django", **kw):
+def build_site(run_dir, template, name, kind="django", cls=Site, **kw):
     # Short names: mod_fcgid's sockets live below the site directory, and a
     # unix socket path has at most 107 bytes.
     global _site_count
     _site_count += 1
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_").removeprefix("test_")
     root = run_dir / f"{_site_count:02d}-{name[:20]}"
-    site = Site(root, kind, **kw)
+    site = cls(root, kind, **kw)
     if kind == "django":
         shutil.copy(template / "data" / "db.sqlite3", site.data / "db.sqlite3")
         chown_www(site.data)
         shutil.copytree(template / "static", site.www / "static")
         make_readable(site.www / "static")
+        if site.dir != site.www:
+            # A site in a sub-directory has its static files there too:
+            # STATIC_URL is relative, so Django puts SCRIPT_NAME in front
+            # (/blog/static/...).
+            shutil.copytree(template / "static", site.dir / "static")
+            make_readable(site.dir / "static")
+            env = dict(site.config["env"], DJSITE_STATIC_ROOT=str(site.dir / "static"))
+            site.write_config(env=env)
     return site
 
 
@@ -115,12 +129,32 @@ def build_site(run_dir, template, name, kind="django", **kw):
 def make_site(run_dir, django_template, request):
     sites = []
 
-    def make(kind="django", **kw):
-        site = build_site(run_dir, django_template, request.node.name, kind, **kw)
+    def make(kind="django", name=None, **kw):
+        site = build_site(run_dir, django_template, name or request.node.name, kind, **kw)
         sites.append(site)
         return site
 
     make.sites = sites
+    yield make
+    for site in sites:
+        site.stop()
+
+
+@pytest.fixture(scope="module")
+def make_module_site(run_dir, django_template, request):
+    """make_site for sites shared by the tests of a module (or of one
+    parameter of a module-scoped fixture): build(kind, cls=..., **kw) ->
+    a site not yet started; all are stopped at the module's end."""
+    sites = []
+
+    def make(kind="django", name=None, **kw):
+        site = build_site(run_dir, django_template, name or request.module.__name__, kind, **kw)
+        sites.append(site)
+        return site
+
+    # Not `make.sites`: the tests get these sites through fixtures of their
+    # own, which the report hook below already finds.
+    make.built = sites
     yield make
     for site in sites:
         site.stop()

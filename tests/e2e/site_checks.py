@@ -1,0 +1,163 @@
+"""What every setup must give the Django project and the Flask app of
+tests/sites, whatever the web server in front (Apache with mod_fcgid or
+CGI, lighttpd, nginx) and wherever the site is mounted (prefix "" or
+"/blog"). The test modules of each setup call these with their sites.
+
+Django: the admin login (CSRF cookie and token, session cookie, redirect
+back to the admin), reverse() and {% static %} without "mysite.fcgi",
+static files served by the web server, Django's own 404 page.
+Flask: url_for() without "mysite.fcgi", a 10 MiB upload hashed by the app,
+the Authorization header.
+"""
+
+import hashlib
+import html
+import os
+import re
+
+import requests
+
+from e2e_harness import ADMIN_USER
+
+TOKEN = "Token 9944b09199c62bcf9418ad846dd0e4bb"
+UPLOAD_SIZE = 10 * 1024 * 1024
+
+
+def dd(body, ident):
+    """Text of <dd id="ident"> in a page, unescaped; None when absent."""
+    m = re.search(rf'<dd id="{ident}">(.*?)</dd>', body, re.S)
+    return html.unescape(m.group(1)) if m else None
+
+
+def fields(text):
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+# -- Django --------------------------------------------------------------------
+
+
+def django_reverse(site, prefix=""):
+    r = site.get(f"{prefix}/hello/")
+    assert r.status_code == 200, r.text
+    assert "<h1>Hello from djsite</h1>" in r.text
+    keys = ("form-url", "hello-url", "static-url", "script-name", "path-info")
+    urls = {k: dd(r.text, k) for k in keys}
+    assert urls == {
+        "form-url": f"{prefix}/form/",
+        "hello-url": f"{prefix}/hello/",
+        "static-url": f"{prefix}/static/pages/site.css",
+        "script-name": prefix,
+        "path-info": "/hello/",
+    }
+    assert "mysite.fcgi" not in r.text, urls
+
+
+def django_admin_login(site, password, prefix=""):
+    s = requests.Session()
+    # Not logged in: the admin sends the visitor to its login page, a URL
+    # built by reverse().
+    r = site.get(f"{prefix}/admin/", session=s)
+    assert r.status_code == 302, r.text
+    assert r.headers["Location"] == f"{prefix}/admin/login/?next={prefix}/admin/"
+
+    r = site.get(f"{prefix}/admin/login/?next={prefix}/admin/", session=s)
+    assert r.status_code == 200, r.text
+    assert "<title>Log in | Django site admin</title>" in r.text, r.text
+    assert "mysite.fcgi" not in r.text
+    m = re.search(r'<form action="([^"]*)" method="post" id="login-form">', r.text)
+    assert m and html.unescape(m.group(1)) == f"{prefix}/admin/login/?next={prefix}/admin/", r.text
+    csrf_cookie = s.cookies.get("csrftoken")
+    assert csrf_cookie, f"no csrftoken cookie in {r.headers}"
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', r.text).group(1)
+
+    r = site.post(
+        f"{prefix}/admin/login/?next={prefix}/admin/",
+        session=s,
+        data={"csrfmiddlewaretoken": token, "username": ADMIN_USER, "password": password,
+              "next": f"{prefix}/admin/"},
+    )
+    # A successful login writes a session row (the database must be
+    # writable by www-data) and sets the session cookie.
+    assert r.status_code == 302, r.text
+    assert r.headers["Location"] == f"{prefix}/admin/"
+    assert s.cookies.get("sessionid"), f"no sessionid cookie in {r.headers}"
+
+    r = site.get(f"{prefix}/admin/", session=s)
+    assert r.status_code == 200, r.text
+    assert "<title>Site administration | Django site admin</title>" in r.text
+    assert f'<a href="{prefix}/admin/auth/user/">Users</a>' in r.text, r.text
+    assert "mysite.fcgi" not in r.text
+
+    # A wrong password stays on the login page with Django's message.
+    s2 = requests.Session()
+    r = site.get(f"{prefix}/admin/login/", session=s2)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', r.text).group(1)
+    r = site.post(f"{prefix}/admin/login/", session=s2,
+                  data={"csrfmiddlewaretoken": token, "username": ADMIN_USER,
+                        "password": password + "x"})
+    assert r.status_code == 200, r.text
+    assert "Please enter the correct username and password" in r.text
+    assert not s2.cookies.get("sessionid")
+
+
+def django_static_file(site, prefix=""):
+    page = site.get(f"{prefix}/admin/login/")
+    assert page.status_code == 200, page.text
+    m = re.search(r'<link rel="stylesheet" href="([^"]+/base\.css)"', page.text)
+    assert m, page.text
+    assert m.group(1) == f"{prefix}/static/admin/css/base.css"
+    r = site.get(m.group(1))
+    # DEBUG is off, so Django itself would answer 404 here: a 200 with the
+    # collected bytes means the web server served the file.
+    assert r.status_code == 200, r.text[:500]
+    assert r.headers["Content-Type"].startswith("text/css"), r.headers
+    assert r.content == (site.dir / "static/admin/css/base.css").read_bytes()
+    r = site.get(f"{prefix}/static/pages/site.css")
+    assert r.status_code == 200
+    assert r.content == (site.dir / "static/pages/site.css").read_bytes()
+    assert b"djsite test stylesheet" in r.content
+
+
+def django_404(site, prefix=""):
+    r = site.get(f"{prefix}/no/such/page/?x=1")
+    assert r.status_code == 404, r.text
+    assert "<h1>djsite: page not found</h1>" in r.text, r.text
+    m = re.search(r'<p id="not-found-path">(.*?)</p>', r.text)
+    assert m and m.group(1) == f"{prefix}/no/such/page/", r.text
+
+
+# -- Flask -----------------------------------------------------------------------
+
+
+def flask_url_for(site, prefix=""):
+    r = site.get(f"{prefix}/?q=1")
+    assert r.status_code == 200, r.text
+    assert r.text.startswith("flaskapp index\n"), r.text
+    assert fields(r.text) == {
+        "url_for(index)": f"{prefix}/",
+        "url_for(upload)": f"{prefix}/upload",
+        "url_for(auth)": f"{prefix}/auth",
+        "url_for(static)": f"{prefix}/static/app.txt",
+        "script_root": prefix,
+        "path": "/",
+        "query": "q=1",
+    }
+    r = site.get(f"{prefix}/auth?x=1")
+    assert (r.status_code, r.text) == (200, "authorization=(none)\n")
+
+
+def flask_upload(site, prefix="", size=UPLOAD_SIZE):
+    body = os.urandom(size)
+    r = site.post(f"{prefix}/upload", data=body,
+                  headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 200, r.text[:2000]
+    assert r.text == f"sha256={hashlib.sha256(body).hexdigest()} length={size}\n"
+
+
+def flask_authorization(site, prefix=""):
+    r = site.get(f"{prefix}/auth", headers={"Authorization": TOKEN})
+    assert (r.status_code, r.text) == (200, f"authorization={TOKEN}\n")
+    r = site.get(f"{prefix}/auth", auth=("alice", "s3cret: pw"))
+    assert (r.status_code, r.text) == (200, "authorization=Basic YWxpY2U6czNjcmV0OiBwdw==\n")
+    r = site.get(f"{prefix}/auth")
+    assert (r.status_code, r.text) == (200, "authorization=(none)\n")

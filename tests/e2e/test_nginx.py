@@ -1,0 +1,86 @@
+"""The Django project and the Flask app through nginx, with mysite.fcgi
+started by spawn-fcgi on a unix socket, as shim-templates/nginx-spawn-fcgi.conf
+says (the template's server block used unchanged but for its paths and
+port)."""
+
+import pytest
+
+import site_checks as check
+from e2e_harness import FrontedSite, SpawnFcgi, nginx_spawn_fcgi, start_site
+
+
+def nginx_site(make, kind, name):
+    site = make(kind, cls=FrontedSite, name=name)
+    site.front = nginx_spawn_fcgi(site)
+    site.back = SpawnFcgi(site.binary, site.sock)
+    return site
+
+
+@pytest.fixture(scope="module")
+def dj(make_module_site):
+    site = start_site(nginx_site(make_module_site, "django", "nx-dj"))
+    yield site
+    site.stop()
+
+
+@pytest.fixture(scope="module")
+def fl(make_module_site):
+    site = start_site(nginx_site(make_module_site, "flask", "nx-fl"))
+    yield site
+    site.stop()
+
+
+# -- the Django project ---------------------------------------------------------
+
+
+def test_django_admin_login(dj, admin_password):
+    check.django_admin_login(dj, admin_password)
+
+
+def test_django_reverse_has_no_mysite_fcgi(dj):
+    check.django_reverse(dj)
+
+
+def test_django_static_file_served_by_nginx(dj):
+    check.django_static_file(dj)
+
+
+def test_django_404(dj):
+    check.django_404(dj)
+
+
+def test_media_alias_serves_files(dj):
+    r = dj.get("/media/pages/site.css")
+    assert r.status_code == 200, r.text
+    assert r.content == (dj.dir / "static/pages/site.css").read_bytes()
+
+
+# -- the Flask app ----------------------------------------------------------------
+
+
+def test_flask_url_for_has_no_mysite_fcgi(fl):
+    check.flask_url_for(fl)
+
+
+def test_flask_10mib_upload(fl):
+    # Above nginx's default client_max_body_size (1m): the template's 64m
+    # must be in effect.
+    check.flask_upload(fl)
+
+
+def test_flask_authorization_header(fl):
+    check.flask_authorization(fl)
+
+
+def test_flask_is_served_by_one_persistent_process(fl):
+    pids = {fl.get("/pid").text for _ in range(3)}
+    assert len(pids) == 1, pids
+
+
+def test_site_toml_log_and_binary_are_403(fl):
+    (fl.dir / "debug.log").write_text("secret log line\n")
+    for path in ("/site.toml", "/debug.log", "/mysite.fcgi"):
+        r = fl.get(path)
+        assert r.status_code == 403, (path, r.status_code, r.text)
+        assert "wsgi_app" not in r.text and "secret log line" not in r.text
+    assert fl.get("/").status_code == 200
