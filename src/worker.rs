@@ -517,7 +517,10 @@ impl Worker {
     /// Waits until the frame pipe is readable, logging what the worker
     /// prints meanwhile. Some(event) when the wait ended otherwise.
     fn wait_readable(&mut self, deadline: Option<Instant>) -> io::Result<Option<Event>> {
-        let fds = [(self.from.as_raw_fd(), libc::POLLIN), (self.log_fd(), libc::POLLIN)];
+        let fds = [
+            (self.from.as_raw_fd(), libc::POLLIN),
+            (self.log_fd(), libc::POLLIN),
+        ];
         let w = signals::wait(&fds, deadline)?;
         if w.ready(1) {
             self.drain_log();

@@ -141,3 +141,86 @@ fn check_missing_site_toml_names_the_path_it_looked_for() {
         "path not named: {text}"
     );
 }
+
+/// Runs the binary installed as `<dir>/mysite.fcgi`, from `dir`.
+fn installed(dir: &Path, args: &[&str]) -> Output {
+    let bin = install_binary(dir);
+    let mut cmd = Command::new(&bin);
+    server_env(&mut cmd).args(args).current_dir(dir);
+    run(&mut cmd, None, Duration::from_secs(10))
+}
+
+#[test]
+fn init_writes_site_toml_and_htaccess_and_never_overwrites() {
+    let tmp = TempDir::new("init-fresh");
+    let out = installed(tmp.path(), &["init"]);
+    assert!(out.status.success(), "{}", out.all_text());
+    let htaccess = fs::read_to_string(tmp.join(".htaccess")).expect(".htaccess written");
+    let shipped =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("htaccess/auto.htaccess"))
+            .expect("htaccess/auto.htaccess");
+    assert_eq!(htaccess, shipped);
+    let site = fs::read_to_string(tmp.join("site.toml")).expect("site.toml written");
+    assert!(!site.contains("{{"), "placeholder left: {site}");
+    assert!(out.all_text().contains("next:"), "{}", out.all_text());
+    // A second run keeps what is there, byte for byte.
+    fs::write(tmp.join("site.toml"), "wsgi_app = \"mine:app\"\n").expect("edit");
+    let out = installed(tmp.path(), &["init"]);
+    assert!(out.status.success(), "{}", out.all_text());
+    assert!(out.all_text().contains("kept"), "{}", out.all_text());
+    assert_eq!(
+        fs::read_to_string(tmp.join("site.toml")).expect("site.toml"),
+        "wsgi_app = \"mine:app\"\n"
+    );
+}
+
+#[test]
+fn init_fills_in_a_django_project_and_its_virtualenv_found_nearby() {
+    let tmp = TempDir::new("init-django");
+    let www = tmp.join("public_html");
+    let proj = tmp.join("myproject");
+    fs::create_dir_all(&www).expect("www");
+    fs::create_dir_all(proj.join("venv/bin")).expect("venv");
+    let manage = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sites/djsite/manage.py");
+    fs::copy(&manage, proj.join("manage.py")).expect("manage.py");
+    fs::write(proj.join("venv/bin/python3"), "").expect("python3");
+    let out = installed(&www, &["init"]);
+    assert!(out.status.success(), "{}", out.all_text());
+    let site = fs::read_to_string(www.join("site.toml")).expect("site.toml written");
+    let lines: Vec<&str> = site
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect();
+    let has = |want: String| lines.iter().any(|l| l.trim() == want);
+    assert!(
+        has(format!("search_path = [\"{}\"]", proj.display())),
+        "{site}"
+    );
+    assert!(
+        has("settings_module = \"mysite.settings\"".into()),
+        "{site}"
+    );
+    assert!(
+        has(format!(
+            "python = \"{}\"",
+            proj.join("venv/bin/python3").display()
+        )),
+        "{site}"
+    );
+}
+
+#[test]
+fn init_with_project_path_and_without_manage_py_says_so() {
+    let tmp = TempDir::new("init-project");
+    let out = installed(
+        tmp.path(),
+        &["init", &format!("--project={}", tmp.path().display())],
+    );
+    assert!(!out.status.success(), "{}", out.all_text());
+    assert!(
+        out.all_text().contains("no manage.py"),
+        "{}",
+        out.all_text()
+    );
+    assert!(!tmp.join("site.toml").exists(), "wrote a site.toml anyway");
+}

@@ -803,6 +803,10 @@ pub fn spawn_retrying(cmd: &mut Command) -> Child {
 /// Installs the binary as `<dir>/mysite.fcgi`, the way a user deploys it.
 pub fn install_binary(dir: &Path) -> PathBuf {
     let dest = dir.join("mysite.fcgi");
+    // Already installed: a copy onto a hard link of BIN would truncate BIN.
+    if dest.exists() {
+        return dest;
+    }
     if fs::hard_link(BIN, &dest).is_err() {
         fs::copy(BIN, &dest).expect("copy the binary");
     }
