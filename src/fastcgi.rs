@@ -62,9 +62,11 @@ impl From<record::Error> for ConnError {
     }
 }
 
-/// One connection from the web server.
+/// One connection from the web server at a time. The buffers outlive the
+/// connections: a fresh 128 KiB buffer per request would cost an mmap, a
+/// munmap and page faults on every request.
 pub struct Conn {
-    fd: OwnedFd,
+    fd: Option<OwnedFd>,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -74,15 +76,32 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(fd: OwnedFd, io_timeout: Duration) -> Conn {
+    pub fn new() -> Conn {
         Conn {
-            fd,
+            fd: None,
             buf: vec![0; 2 * record::MAX_RECORD],
             start: 0,
             end: 0,
-            out: Vec::new(),
-            io_timeout,
+            out: Vec::with_capacity(64 << 10),
+            io_timeout: Duration::ZERO,
         }
+    }
+
+    /// Starts on a new connection.
+    pub fn attach(&mut self, fd: OwnedFd, io_timeout: Duration) {
+        self.fd = Some(fd);
+        (self.start, self.end) = (0, 0);
+        self.out.clear();
+        self.io_timeout = io_timeout;
+    }
+
+    /// Closes the connection, keeping the buffers.
+    pub fn close(&mut self) {
+        self.fd = None;
+    }
+
+    fn raw(&self) -> RawFd {
+        self.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd)
     }
 
     fn deadline(&self) -> Option<Instant> {
@@ -101,7 +120,7 @@ impl Conn {
         let deadline = self.deadline();
         loop {
             let end = self.end;
-            match sys::read(self.fd.as_raw_fd(), &mut self.buf[end..]) {
+            match sys::read(self.raw(), &mut self.buf[end..]) {
                 Ok(0) => return Ok(false),
                 Ok(n) => {
                     self.end += n;
@@ -109,7 +128,7 @@ impl Conn {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let w = signals::wait(&[(self.fd.as_raw_fd(), libc::POLLIN)], deadline)
+                    let w = signals::wait(&[(self.raw(), libc::POLLIN)], deadline)
                         .map_err(ConnError::Io)?;
                     if w.timed_out {
                         return Err(ConnError::TimedOut);
@@ -161,11 +180,11 @@ impl Conn {
             if done == self.out.len() {
                 break Ok(());
             }
-            match sys::write(self.fd.as_raw_fd(), &self.out[done..]) {
+            match sys::write(self.raw(), &self.out[done..]) {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    match signals::wait(&[(self.fd.as_raw_fd(), libc::POLLOUT)], deadline) {
+                    match signals::wait(&[(self.raw(), libc::POLLOUT)], deadline) {
                         Ok(w) if w.timed_out => break Err(ConnError::TimedOut),
                         Ok(_) => {}
                         Err(e) => break Err(ConnError::Io(e)),
@@ -530,6 +549,7 @@ pub fn serve(app: &mut App, listener: RawFd, mut first: Option<OwnedFd>) -> i32 
     }
     let addrs = web_server_addrs();
     let mut params = Vec::new();
+    let mut conn_bufs = Conn::new();
     let mut last_request = Instant::now();
     let mut served: u64 = 0;
     app.ensure_worker();
@@ -579,7 +599,9 @@ pub fn serve(app: &mut App, listener: RawFd, mut first: Option<OwnedFd>) -> i32 
             busy(true);
         }
         if let Some(conn) = reload_if_changed(app, conn) {
-            serve_conn(app, conn, listener, &mut params);
+            conn_bufs.attach(conn, app.io_timeout());
+            serve_conn(app, &mut conn_bufs, listener, &mut params);
+            conn_bufs.close();
         }
         if let Some(busy) = app.on_busy {
             busy(false);
@@ -652,15 +674,9 @@ fn reload_if_changed(app: &mut App, conn: OwnedFd) -> Option<OwnedFd> {
     }
 }
 
-fn serve_conn(app: &mut App, fd: OwnedFd, listener: RawFd, params: &mut Vec<u8>) {
-    let io_timeout = app
-        .site()
-        .map_or(crate::config::Limits::default().io_timeout, |s| {
-            s.limits.io_timeout
-        });
-    let mut conn = Conn::new(fd, io_timeout);
+fn serve_conn(app: &mut App, conn: &mut Conn, listener: RawFd, params: &mut Vec<u8>) {
     loop {
-        match serve_request(&mut conn, app, params) {
+        match serve_request(conn, app, params) {
             Ok(true) => {}
             Ok(false) => return,
             Err(ConnError::Closed) => return,
@@ -676,10 +692,7 @@ fn serve_conn(app: &mut App, fd: OwnedFd, listener: RawFd, params: &mut Vec<u8>)
         // this connection, but a single-request process must not sit on an
         // idle connection while another waits in the listen queue.
         if conn.start == conn.end {
-            let fds = [
-                (conn.fd.as_raw_fd(), libc::POLLIN),
-                (listener, libc::POLLIN),
-            ];
+            let fds = [(conn.raw(), libc::POLLIN), (listener, libc::POLLIN)];
             match signals::wait(&fds, conn.deadline()) {
                 Ok(w) if w.ready(0) => {}
                 _ => return,

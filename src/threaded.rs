@@ -472,18 +472,20 @@ pub fn serve(app: &mut App, listener: RawFd, threads: usize) -> i32 {
 
 fn accept_loop(shared: &Shared<'_>, listener: RawFd, first: bool) {
     let mut params = Vec::new();
+    let mut conn = Conn::new();
     while signals::stop_requested().is_none() {
         match sys::accept(listener) {
             Ok((fd, _peer)) => {
                 shared.check_reload();
                 let io = lock(&shared.app).io_timeout();
-                let mut conn = Conn::new(fd, io);
+                conn.attach(fd, io);
                 let mut handler = ThreadHandler { shared };
                 while let Ok(true) = fastcgi::serve_request(&mut conn, &mut handler, &mut params) {
                     if signals::stop_requested().is_some() {
                         break;
                     }
                 }
+                conn.close();
             }
             Err(e)
                 if matches!(
