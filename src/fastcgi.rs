@@ -75,6 +75,12 @@ pub struct Conn {
     io_timeout: Duration,
 }
 
+impl Default for Conn {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Conn {
     pub fn new() -> Conn {
         Conn {

@@ -993,3 +993,306 @@ def stop_stale_processes(run):
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+# -- mysite.fcgi runfcgi started the how-to's way, Apache + mod_proxy_fcgi ----------
+#
+# The old how-to starts the FastCGI server itself (`./manage.py runfcgi ...`,
+# now `./mysite.fcgi runfcgi ...`) and points the web server at its socket or
+# port: mod_fastcgi's FastCGIExternalServer then, mod_proxy_fcgi now
+# (shim-templates/apache-proxy-fcgi.conf), or lighttpd without bin-path.
+
+# What Apache loads for apache-proxy-fcgi.conf: no mod_fcgid, no CGI.
+PROXY_FCGI_MODULES = [
+    ("mpm_event_module", "mod_mpm_event.so"),
+    ("authz_core_module", "mod_authz_core.so"),
+    ("authz_host_module", "mod_authz_host.so"),
+    ("mime_module", "mod_mime.so"),
+    ("dir_module", "mod_dir.so"),
+    ("alias_module", "mod_alias.so"),
+    ("rewrite_module", "mod_rewrite.so"),
+    ("env_module", "mod_env.so"),
+    ("setenvif_module", "mod_setenvif.so"),
+    ("headers_module", "mod_headers.so"),
+    ("proxy_module", "mod_proxy.so"),
+    ("proxy_fcgi_module", "mod_proxy_fcgi.so"),
+]
+
+
+class ProxyApache(Apache):
+    """A private Apache with mod_proxy_fcgi whose one virtual host is a
+    shipped template: its `<VirtualHost *:80>` becomes the free port of
+    127.0.0.1 picked at start(). Usable as a FrontedSite's `front`."""
+
+    def __init__(self, directory, docroot, vhost):
+        super().__init__(directory, docroot, modules=PROXY_FCGI_MODULES)
+        if "<VirtualHost *:80>" not in vhost:
+            raise AssertionError("the vhost template has no `<VirtualHost *:80>` to replace")
+        self.vhost = vhost
+
+    def config_text(self):
+        self.extra_conf = self.vhost.replace("<VirtualHost *:80>",
+                                             f"<VirtualHost 127.0.0.1:{self.port}>")
+        # ScriptSock belongs to mod_cgid, which is not loaded here.
+        return super().config_text().replace(f"ScriptSock {self.dir}/cgid.sock\n", "")
+
+    def report(self):
+        return [("apache error log " + str(self.error_log), tail(self.error_log)),
+                ("apache access log", tail(self.access_log, 60))]
+
+
+def apache_proxy_fcgi(site, sock=None, port=None):
+    """shim-templates/apache-proxy-fcgi.conf for the site, forwarding to a
+    unix socket (sock) or to 127.0.0.1:port (the template's commented TCP
+    line, uncommented; the socket line commented out instead). /media is
+    aliased to the site's static files."""
+    if (sock is None) == (port is None):
+        raise ValueError("give exactly one of sock and port")
+    unix_line = 'SetHandler "proxy:unix:/home/user/mysite.sock|fcgi://localhost/"'
+    tcp_line = '# SetHandler "proxy:fcgi://127.0.0.1:3033/"'
+    if sock is not None:
+        handler = [(unix_line, f'SetHandler "proxy:unix:{sock}|fcgi://localhost/"')]
+    else:
+        handler = [(unix_line, "# " + unix_line),
+                   (tcp_line, f'SetHandler "proxy:fcgi://127.0.0.1:{port}/"')]
+    media = "/home/user/python/django/contrib/admin/media"
+    return ProxyApache(site.root / "apache", site.www, from_template("apache-proxy-fcgi.conf", [
+        ("DocumentRoot /home/user/public_html", f"DocumentRoot {site.www}"),
+        ("<Directory /home/user/public_html>", f"<Directory {site.www}>"),
+        (f"Alias /media {media}", f"Alias /media {site.dir}/static"),
+        (f"<Directory {media}>", f"<Directory {site.dir}/static>"),
+        *handler,
+    ]))
+
+
+def lighttpd_host_port(site, port):
+    """shim-templates/lighttpd-host-port.conf for the site, forwarding to
+    127.0.0.1:port, with the change its comment gives for serving existing
+    files (static/) directly. /media/ is aliased to the site's static files."""
+    return Lighttpd(site.root / "lt", from_template("lighttpd-host-port.conf", [
+        ('server.document-root := "/home/user/public_html"',
+         f'server.document-root := "{site.www}"'),
+        ('"port" => 3033,', f'"port" => {port},'),
+        ('"/media/" => "/home/user/django/contrib/admin/media/"',
+         f'"/media/" => "{site.dir}/static/"'),
+        ('    "^(/.*)$" => "/mysite.fcgi$1",\n)\n',
+         ')\nurl.rewrite-if-not-file = ( "^(/.*)$" => "/mysite.fcgi$1" )\n'),
+    ]))
+
+
+def _proc_ppid(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else int(fields[1])
+
+
+def live_pids():
+    """{pid: ppid} of every live (not zombie) process."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            ppid = _proc_ppid(int(entry))
+            if ppid is not None:
+                found[int(entry)] = ppid
+    return found
+
+
+def descendants(pid, table=None):
+    """The live processes below pid (children, grandchildren, ...)."""
+    table = live_pids() if table is None else table
+    below, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, pp in table.items() if pp in frontier} - below
+        below |= frontier
+    return below
+
+
+def processes_running(binary):
+    """Pids of the live processes whose executable is binary."""
+    binary = str(Path(binary).resolve())
+    pids = []
+    for pid in live_pids():
+        try:
+            if os.readlink(f"/proc/{pid}/exe") == binary:
+                pids.append(pid)
+        except OSError:
+            pass
+    return pids
+
+
+def alive(pid):
+    return Path(f"/proc/{pid}").exists() and not _is_zombie(pid)
+
+
+class RunFcgiServer:
+    """`./mysite.fcgi runfcgi OPTION=VALUE ...` as the how-to runs it: from
+    a shell in the folder of mysite.fcgi (cwd), as the site's owner
+    (www-data here, the user Apache and lighttpd connect as, so that the
+    socket the daemon makes with umask 022 is theirs), daemonized unless
+    the options say daemonize=false. A daemonized start returns once the
+    server listens (the foreground waits for the daemon's word: checked
+    here, the command's exit is the only signal a script gets); the
+    server's pid is then read from pidfile=, or without one found as the
+    one process running the binary whose parent does not."""
+
+    def __init__(self, binary, options, log, cwd=None, env=None):
+        self.binary = Path(binary)
+        self.options = list(options)
+        self.log = Path(log)
+        self.cwd = Path(cwd) if cwd else self.binary.parent
+        self.env = {**SERVER_ENV, **(env or {})}
+        opts = dict(o.split("=", 1) for o in self.options)
+        self.daemon = opts.get("daemonize", "true").lower() not in ("false", "no", "0")
+        # Relative paths count from where it is started (README).
+        self.pidfile = self.cwd / opts["pidfile"] if "pidfile" in opts else None
+        self.sock = self.cwd / opts["socket"] if "socket" in opts else None
+        self.port = int(opts["port"]) if "port" in opts else None
+        self.pid = None
+        self.proc = None
+        self.exit_code = None
+
+    def command(self):
+        prog = (f"./{self.binary.name}" if self.cwd == self.binary.parent
+                else str(self.binary))
+        return [prog, "runfcgi", *self.options]
+
+    def listening(self):
+        if self.sock is not None:
+            with socket.socket(socket.AF_UNIX) as s:
+                try:
+                    s.connect(str(self.sock))
+                    return True
+                except OSError:
+                    return False
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def start(self):
+        uid, gid = www_ids()
+        kw = dict(cwd=self.cwd, env=self.env, user=uid, group=gid, extra_groups=[],
+                  stdin=subprocess.DEVNULL)
+        with open(self.log, "ab") as out:
+            if self.daemon:
+                self.exit_code = subprocess.run(self.command(), stdout=out, stderr=out,
+                                                timeout=60, **kw).returncode
+            else:
+                self.proc = subprocess.Popen(self.command(), stdout=out, stderr=out,
+                                             start_new_session=True, **kw)
+        if not self.daemon:
+            if not (wait_for_unix_socket(self.sock, alive=lambda: self.proc.poll() is None)
+                    if self.sock else wait_for_port(self.port, self.proc)):
+                raise RuntimeError(f"runfcgi did not listen (exit {self.proc.poll()}):\n"
+                                   f"{tail(self.log)}")
+            self.pid = self.proc.pid
+            return
+        if self.exit_code != 0:
+            raise RuntimeError(f"{' '.join(self.command())} exited {self.exit_code}:\n"
+                               f"{tail(self.log)}")
+        if not self.listening():
+            raise RuntimeError(f"{' '.join(self.command())} exited 0 before its server "
+                               f"listened:\n{tail(self.log)}")
+        self.pid = self.server_pid()
+
+    def server_pid(self):
+        """The daemon's pid: from the pidfile, else the root of the tree of
+        processes running the binary."""
+        if self.pidfile is not None:
+            return int(self.pidfile.read_text().strip())
+        pids = set(processes_running(self.binary))
+        table = live_pids()
+        roots = [p for p in pids if table.get(p) not in pids]
+        if len(roots) != 1:
+            raise RuntimeError(f"expected one runfcgi server running {self.binary}, "
+                               f"found {roots}")
+        return roots[0]
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        """Signal the server (kill `cat pidfile`) and wait until it is gone."""
+        if self.pid is None:
+            return True
+        clean = stop_process(self.proc if self.proc else self.pid, sig, timeout)
+        self.pid = None
+        self.proc = None
+        return clean
+
+    def report(self):
+        return [(f"{' '.join(self.command())} output {self.log}", tail(self.log))]
+
+
+def lighttpd_two_sites(site1, site2, blog):
+    """shim-templates/lighttpd-two-sites.conf with each app started by hand,
+    as its comment says: "bin-path" + "socket" of each fastcgi.server entry
+    become the "socket" its runfcgi listens on (site.sock of site1, of
+    blog for site1's /blog, of site2). The document roots are site1's and
+    site2's web roots; the host names stay www.website1.com and
+    www.website2.com."""
+    def entry(bin_path, socket_path, site):
+        return (f'"bin-path"    => "{bin_path}",\n'
+                f'            "socket"      => "{socket_path}",',
+                f'"socket"      => "{site.sock}",')
+
+    return Lighttpd(site1.root / "lt", from_template("lighttpd-two-sites.conf", [
+        ('server.document-root = "/foo/site1"', f'server.document-root = "{site1.www}"'),
+        ('server.document-root = "/foo/site2"', f'server.document-root = "{site2.www}"'),
+        entry("/foo/site1/mysite.fcgi", "/run/lighttpd/site1.socket", site1),
+        entry("/foo/site1/blog/mysite.fcgi", "/run/lighttpd/site1-blog.socket", blog),
+        entry("/foo/site2/mysite.fcgi", "/run/lighttpd/site2.socket", site2),
+    ]))
+
+
+def fcgi_get(host, port, path, source=None, timeout=10):
+    """One FastCGI RESPONDER request for GET path, sent as a web server
+    would, from the local address `source` if given. Returns the app's
+    STDOUT bytes (CGI headers and body) once END_REQUEST came, or None
+    when the server closed the connection without a record."""
+    import struct
+
+    def record(kind, content):
+        # version 1, type, request id 1, content length, no padding (spec 3.3)
+        return struct.pack(">BBHHBx", 1, kind, 1, len(content), 0) + content
+
+    def length(n):
+        return bytes([n]) if n < 128 else struct.pack(">I", n | 0x80000000)
+
+    params = {"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": path,
+              "REQUEST_URI": path, "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
+              "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+              "GATEWAY_INTERFACE": "CGI/1.1", "REMOTE_ADDR": "127.0.0.1"}
+    pairs = b"".join(length(len(k)) + length(len(v)) + k.encode() + v.encode()
+                     for k, v in params.items())
+    # BEGIN_REQUEST (role RESPONDER, no KEEP_CONN), PARAMS, end of PARAMS,
+    # empty STDIN.
+    message = (record(1, struct.pack(">HB5x", 1, 0)) + record(4, pairs) + record(4, b"")
+               + record(5, b""))
+    data = b""
+    src = (source, 0) if source else None
+    with socket.create_connection((host, port), timeout=timeout, source_address=src) as s:
+        try:
+            s.sendall(message)
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+    stdout, ended, pos = b"", False, 0
+    while pos + 8 <= len(data):
+        _, kind, _, clen, plen = struct.unpack(">BBHHB", data[pos:pos + 7])
+        content = data[pos + 8:pos + 8 + clen]
+        pos += 8 + clen + plen
+        if kind == 6:
+            stdout += content
+        elif kind == 3:
+            ended = True
+    if not data:
+        return None
+    if not ended:
+        raise AssertionError(f"FastCGI reply without END_REQUEST: {data[:500]!r}")
+    return stdout
