@@ -27,6 +27,8 @@ pub struct Prepared {
     /// May this client see a traceback (site.toml debug + debug_allow)?
     debug_client: bool,
     pub limits: config::Limits,
+    /// Body bytes already in the frame.
+    body_prefix: u64,
 }
 
 impl Prepared {
@@ -53,7 +55,11 @@ impl Prepared {
         };
         let timeout = self.limits.request_timeout;
         let deadline = (!timeout.is_zero()).then(|| Instant::now() + timeout);
-        let (outcome, fate) = bridge::relay(port, &self.frame, self.id, t, deadline, &what);
+        let limit = bridge::BodyLimit {
+            max_body: self.limits.max_body,
+            seen: self.body_prefix,
+        };
+        let (outcome, fate) = bridge::relay(port, &self.frame, self.id, t, deadline, &what, limit);
         let outcome = match outcome {
             Outcome::AppFailed(tb) if self.debug_client => Outcome::Page(bridge::debug_page(&tb)),
             other => other,
@@ -90,14 +96,20 @@ pub fn prepare_request(
     });
     let limits = site.map(|s| s.limits.clone()).unwrap_or_default();
     let (method, uri) = (find(b"REQUEST_METHOD"), find(b"REQUEST_URI"));
-    if limits.max_body > 0 && prep.content_length.is_some_and(|n| n > limits.max_body) {
+    // CONTENT_LENGTH tells in advance; without a usable one, the bytes
+    // already here may, and the relay counts the rest.
+    let known = prep.content_length.unwrap_or(0).max(body.len() as u64);
+    if limits.max_body > 0 && known > limits.max_body {
         let what = Summary {
             method: &method,
             uri: &uri,
         };
+        let size = match prep.content_length {
+            Some(n) if n >= body.len() as u64 => format!("{n} bytes"),
+            _ => format!("at least {known} bytes"),
+        };
         crate::warn!(
-            "request {what}: body of {} bytes is over max_body ({}); answering 413",
-            prep.content_length.unwrap_or(0),
+            "request {what}: body of {size} is over max_body ({}); answering 413",
             limits.max_body
         );
         return Err(Outcome::Failed(413));
@@ -110,6 +122,7 @@ pub fn prepare_request(
         uri,
         debug_client,
         limits,
+        body_prefix: body.len() as u64,
     })
 }
 
@@ -250,8 +263,13 @@ impl App {
         self.site.as_ref().ok()
     }
 
-    /// Starts the worker unless it runs or the app is known broken.
+    /// Starts the worker unless it runs or the app is known broken. A worker
+    /// that died while idle (the OOM killer, a thread of the app calling
+    /// os._exit) is noticed here, before a request is sent into it.
     pub fn ensure_worker(&mut self) -> Option<&mut Worker> {
+        if self.worker.as_ref().is_some_and(|w| !w.looks_alive()) {
+            self.idle_event();
+        }
         if self.worker.is_none() && self.broken.is_none() {
             let site = self.site.as_ref().ok()?;
             let began = Instant::now();
@@ -333,6 +351,16 @@ impl App {
                     let pid = w.pid;
                     let how = w.kill();
                     crate::error!("python worker {pid} {how}; the next request starts a new one");
+                }
+            }
+            Fate::Exiting => {
+                if let Some(w) = self.worker.take() {
+                    crate::info!(
+                        "python worker {} is exiting (the app called sys.exit()); \
+                         the next request starts a new one",
+                        w.pid
+                    );
+                    w.stop(Duration::from_secs(2));
                 }
             }
             Fate::Keep => {

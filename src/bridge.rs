@@ -108,6 +108,8 @@ impl Outcome {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Fate {
     Keep,
+    /// It finished the request and is exiting on its own (sys.exit()).
+    Exiting,
     /// Dead or killed; how it ended is in the log.
     Gone,
 }
@@ -131,6 +133,15 @@ impl std::fmt::Display for Summary<'_> {
     }
 }
 
+/// max_body, for bodies whose CONTENT_LENGTH did not tell in advance.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BodyLimit {
+    /// Most body bytes the app may read; 0 = no limit.
+    pub max_body: u64,
+    /// Bytes already sent in the request frame.
+    pub seen: u64,
+}
+
 /// Largest body chunk handed to the worker per `G`.
 const MAX_INPUT_CHUNK: usize = 256 << 10;
 
@@ -143,7 +154,10 @@ pub fn relay(
     t: &mut dyn Transport,
     deadline: Option<Instant>,
     what: &Summary<'_>,
+    body: BodyLimit,
 ) -> (Outcome, Fate) {
+    let BodyLimit { max_body, mut seen } = body;
+    let mut over_limit = false;
     let pid = w.pid();
     let mut started = false;
     let mut gone = false;
@@ -240,7 +254,17 @@ pub fn relay(
                             input_ended = true;
                             w.send_frame(frame::INPUT_END, id, &[], deadline)
                         }
-                        Ok(chunk) => w.send_frame(frame::INPUT, id, &[chunk], deadline),
+                        Ok(chunk) if max_body > 0 && seen + chunk.len() as u64 > max_body => {
+                            // A body without a usable CONTENT_LENGTH ran past
+                            // max_body: the app gets no more of it.
+                            over_limit = true;
+                            input_ended = true;
+                            w.send_frame(frame::INPUT_END, id, &[], deadline)
+                        }
+                        Ok(chunk) => {
+                            seen += chunk.len() as u64;
+                            w.send_frame(frame::INPUT, id, &[chunk], deadline)
+                        }
                         Err(Gone) => {
                             gone = true;
                             input_ended = true;
@@ -255,12 +279,24 @@ pub fn relay(
             }
             frame::DONE => {
                 let code = payload.first().copied().unwrap_or(frame::DONE_OK);
+                let fate = if code & frame::DONE_EXITING != 0 {
+                    Fate::Exiting
+                } else {
+                    Fate::Keep
+                };
+                let code = code & !frame::DONE_EXITING;
                 let detail = String::from_utf8_lossy(payload.get(1..).unwrap_or(&[])).into_owned();
                 w.consume(h);
                 if gone {
                     crate::info!(
                         "request {what}: the client went away before the response was complete"
                     );
+                }
+                if over_limit {
+                    crate::warn!(
+                        "request {what}: body over max_body ({max_body} bytes); answering 413"
+                    );
+                    return (fail(started, 413), fate);
                 }
                 let outcome = match code {
                     frame::DONE_OK => Outcome::Complete,
@@ -274,7 +310,7 @@ pub fn relay(
                 if outcome != Outcome::Complete {
                     crate::error!("request {what}: the app failed (traceback above)");
                 }
-                return (outcome, Fate::Keep);
+                return (outcome, fate);
             }
             other => {
                 crate::error!(

@@ -41,6 +41,8 @@ pub(crate) enum ConnError {
     /// The peer closed or reset the connection.
     Closed,
     TimedOut,
+    /// The web server stopped reading our response.
+    WriteTimedOut,
     Protocol(String),
     Io(io::Error),
 }
@@ -50,6 +52,12 @@ impl std::fmt::Display for ConnError {
         match self {
             ConnError::Closed => write!(f, "the web server closed the connection"),
             ConnError::TimedOut => write!(f, "the web server sent nothing within io_timeout"),
+            ConnError::WriteTimedOut => {
+                write!(
+                    f,
+                    "the web server read nothing of the response within io_timeout"
+                )
+            }
             ConnError::Protocol(m) => write!(f, "malformed FastCGI: {m}"),
             ConnError::Io(e) => write!(f, "{e}"),
         }
@@ -191,7 +199,7 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     match signals::wait(&[(self.raw(), libc::POLLOUT)], deadline) {
-                        Ok(w) if w.timed_out => break Err(ConnError::TimedOut),
+                        Ok(w) if w.timed_out => break Err(ConnError::WriteTimedOut),
                         Ok(_) => {}
                         Err(e) => break Err(ConnError::Io(e)),
                     }
@@ -566,7 +574,8 @@ pub fn serve(app: &mut App, listener: RawFd, mut first: Option<OwnedFd>) -> i32 
             );
             break;
         }
-        if signals::stop_requested().is_some() {
+        if let Some(sig) = signals::stop_requested() {
+            crate::info!("{} received: stopping", sys::signal_name(sig));
             break;
         }
         let conn = match first.take() {
@@ -614,6 +623,11 @@ pub fn serve(app: &mut App, listener: RawFd, mut first: Option<OwnedFd>) -> i32 
         }
         served += 1;
         last_request = Instant::now();
+        // One huge request (4 MiB of headers) must not keep its memory for
+        // the life of the process.
+        if params.capacity() > 256 << 10 {
+            params = Vec::new();
+        }
     }
     app.shutdown();
     0

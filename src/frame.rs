@@ -46,7 +46,8 @@
 //!   any output (the shim sends its fixed 500 page; the rest of the payload
 //!   is the traceback, shown only to clients site.toml's `debug_allow`
 //!   lists); 2 the app failed after output started (the shim ends the
-//!   response as it is).
+//!   response as it is). Bit 0x80 of the code: the worker exits after this
+//!   request (the app called sys.exit()); the next request needs a new one.
 //!
 //! EOF on fd 3 tells the worker to exit.
 
@@ -80,6 +81,8 @@ pub const FLAG_HTTPS: u8 = 2;
 pub const DONE_OK: u8 = 0;
 pub const DONE_FAILED_BEFORE_OUTPUT: u8 = 1;
 pub const DONE_FAILED_AFTER_OUTPUT: u8 = 2;
+/// `D` code bit: the worker exits after this request.
+pub const DONE_EXITING: u8 = 0x80;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {

@@ -383,7 +383,7 @@ impl Handler for ThreadHandler<'_, '_> {
         }
         let served = mux.served.fetch_add(1, Ordering::SeqCst) + 1;
         let max = req.limits.max_requests;
-        if fate == Fate::Gone {
+        if fate != Fate::Keep {
             crate::error!(
                 "python worker {} is retired; new requests go to a new one",
                 mux.pid

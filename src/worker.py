@@ -34,6 +34,7 @@ _HEADER = struct.Struct("<BHI")  # type, id, payload length
 _U32 = struct.Struct("<I")
 _G_FRAME = struct.Struct("<BHII")  # header + max
 _D_FRAME = struct.Struct("<BHIB")  # header + code
+_DONE_EXITING = 0x80  # D code bit: this worker exits after this request
 
 _FLAG_COMPLETE = 1  # R flags bit 0: the body in the frame is the whole body
 _FLAG_HTTPS = 2  # R flags bit 1
@@ -563,15 +564,19 @@ def handle(chan, app, base, rid, payload):
     if not _close(result, environ):
         failed = True
     _flush_stdio()
+    # sys.exit() from the app ends this worker after the request (not in
+    # threaded mode: there it ends only its thread). The shim is told in D,
+    # so that it sends the next request to a new worker, not to this one.
+    exiting = _DONE_EXITING if fatal is not None and not base["wsgi.multithread"] else 0
     if failed:
         response.discard()
         if response.wrote:
-            response.flush(2)
+            response.flush(2 | exiting)
         else:
             # Bounded: a debug page needs the end of a traceback, not 1 MiB.
-            response.flush(1, detail[-65536:].encode("utf-8", "backslashreplace"))
+            response.flush(1 | exiting, detail[-65536:].encode("utf-8", "backslashreplace"))
     else:
-        response.flush(0)
+        response.flush(0 | exiting)
     if fatal is not None:
         raise fatal
 

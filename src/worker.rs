@@ -549,6 +549,13 @@ impl Worker {
         self.drain_log();
     }
 
+    /// False when the frame pipe already shows EOF (or stray bytes): the
+    /// worker is gone or broken. One poll(2) with no wait.
+    pub fn looks_alive(&self) -> bool {
+        let mut fds = [sys::pollfd(self.from.as_raw_fd(), libc::POLLIN)];
+        !matches!(sys::poll(&mut fds, Some(Instant::now())), Ok(1..))
+    }
+
     /// Descriptors to watch while idle: the log pipe, and the frame pipe
     /// (readable at EOF when the worker dies).
     pub fn idle_fds(&self) -> [RawFd; 2] {

@@ -259,10 +259,13 @@ class Worker:
             elif kind == "D":
                 # code, then for code 1 (failed before output) the traceback
                 # that a debug page may show; nothing after codes 0 and 2.
-                assert payload and payload[0] in (0, 1, 2), payload
-                assert payload[0] == 1 or len(payload) == 1, payload
-                events.append(("D", payload[0]))
+                # Bit 0x80: the worker exits after this request (sys.exit).
+                code = payload[0] & 0x7F if payload else None
+                assert code in (0, 1, 2), payload
+                assert code == 1 or len(payload) == 1, payload
+                events.append(("D", code))
                 result = Result(events)
+                result.exiting = bool(payload[0] & 0x80)
                 result.detail = bytes(payload[1:]).decode("utf-8")
                 return result
             else:
