@@ -78,9 +78,11 @@ pub fn prepare_request(
     body_complete: bool,
 ) -> Result<Prepared, Outcome> {
     let prep = environ::prepare(&mut params, site);
+    // The last of duplicate params wins, as in environ.rs and the worker.
     let find = |name: &[u8]| {
         params
             .iter()
+            .rev()
             .find(|(n, _)| n.as_ref() == name)
             .map(|(_, v)| v.to_vec())
             .unwrap_or_default()

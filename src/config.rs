@@ -85,10 +85,20 @@ impl Net {
         };
         let addr: IpAddr = a.trim().parse().ok()?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match p {
+        let prefix: u8 = match p {
             Some(p) => p.trim().parse().ok().filter(|&n| n <= max)?,
             None => max,
         };
+        // An IPv4-mapped block (::ffff:10.0.0.1, ::ffff:0:0/96) is kept in
+        // its IPv4 form, the form `contains` compares peers in.
+        if let IpAddr::V6(v6) = addr
+            && let (Some(v4), true) = (v6.to_ipv4_mapped(), prefix >= 96)
+        {
+            return Some(Net {
+                addr: IpAddr::V4(v4),
+                prefix: prefix - 96,
+            });
+        }
         Some(Net { addr, prefix })
     }
 
@@ -138,6 +148,9 @@ impl fmt::Display for Error {
         write!(f, ": {}", self.message)
     }
 }
+
+/// The longest timeout accepted: a year.
+const MAX_SECONDS: i64 = 365 * 24 * 3600;
 
 /// Every key site.toml knows, with what it expects, for error messages.
 const KEYS: &[(&str, &str)] = &[
@@ -303,6 +316,18 @@ pub fn parse(file: &Path, text: &str) -> Result<Site, Error> {
         };
         let seconds = || -> Result<Duration, Error> {
             let n = integer(v).filter(|n| *n >= 0).ok_or_else(|| wrong(v))?;
+            // Bounded so that now + timeout can never overflow an Instant
+            // (a value near i64::MAX aborted the process at the first
+            // deadline; found by reading for the fuzzer).
+            if n > MAX_SECONDS {
+                return Err(err(
+                    vspan.clone(),
+                    Some(name),
+                    format!(
+                        "{n} seconds is more than a year; expected {expected} up to {MAX_SECONDS}"
+                    ),
+                ));
+            }
             Ok(Duration::from_secs(n as u64))
         };
         let size = || -> Result<u64, Error> {
@@ -570,7 +595,33 @@ N = 3
                 .contains("1.2.3.4".parse().expect("ip"))
         );
         assert_eq!(Net::parse("1.2.3.4/33"), None);
+        let mapped = Net::parse("::ffff:10.0.0.1").expect("valid");
+        assert!(mapped.contains("10.0.0.1".parse().expect("ip")));
+        assert!(mapped.contains("::ffff:10.0.0.1".parse().expect("ip")));
+        assert!(
+            Net::parse("::ffff:0:0/96")
+                .expect("valid")
+                .contains("192.0.2.1".parse().expect("ip"))
+        );
         assert_eq!(Net::parse("nonsense"), None);
+    }
+
+    #[test]
+    fn timeouts_are_bounded() {
+        for key in [
+            "io_timeout",
+            "request_timeout",
+            "startup_timeout",
+            "idle_timeout",
+        ] {
+            let e = p(&format!(
+                "wsgi_app = \"a:b\"\n{key} = 9223372036854775807\n"
+            ))
+            .unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{e}");
+            assert!(e.message.contains("more than a year"), "{e}");
+        }
+        assert!(p("wsgi_app = \"a:b\"\nio_timeout = 31536000\n").is_ok());
     }
 
     #[test]

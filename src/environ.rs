@@ -121,10 +121,13 @@ fn fix_mount(params: &mut Vec<Param<'_>>, configured: Option<&str>) {
         return;
     };
     let raw_path = uri.split(|&b| b == b'?').next().unwrap_or(b"");
-    let Some(path) = percent_decode(raw_path) else {
-        return;
-    };
-    let clean = path.starts_with(b"/")
+    // A malformed escape: decide on the raw path, and keep the server's
+    // PATH_INFO (below) rather than guess at the bytes.
+    let decoded = percent_decode(raw_path);
+    let escapes_ok = decoded.is_some();
+    let path = decoded.unwrap_or_else(|| raw_path.to_vec());
+    let clean = escapes_ok
+        && path.starts_with(b"/")
         && !path
             .split(|&b| b == b'/')
             .skip(1)
@@ -138,7 +141,15 @@ fn fix_mount(params: &mut Vec<Param<'_>>, configured: Option<&str>) {
                 return; // not rewritten: the server's values are right
             }
             match script.iter().rposition(|&b| b == b'/') {
-                Some(i) => script[..i].to_vec(),
+                // "//mysite.fcgi" mounts at "", not "/": a mount never ends
+                // in a slash, so that PATH_INFO keeps its own.
+                Some(i) => {
+                    let mut m = script[..i].to_vec();
+                    while m.last() == Some(&b'/') {
+                        m.pop();
+                    }
+                    m
+                }
                 None => return,
             }
         }
@@ -165,6 +176,10 @@ fn percent_decode(s: &[u8]) -> Option<Vec<u8>> {
     while i < s.len() {
         if s[i] == b'%' {
             let hex = s.get(i + 1..i + 3)?;
+            // from_str_radix alone would take "%+f" as 0x0f.
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
             let v = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
             out.push(v);
             i += 3;
@@ -371,6 +386,26 @@ mod tests {
             None,
         );
         assert_eq!(got, ("/app".into(), "/x".into()));
+    }
+
+    #[test]
+    fn odd_inputs_found_by_reading_for_the_fuzzer() {
+        // "%+f" is not an escape: the server's PATH_INFO stays.
+        let got = mount(
+            &[
+                ("SCRIPT_NAME", "/mysite.fcgi"),
+                ("PATH_INFO", "/x"),
+                ("REQUEST_URI", "/%+f"),
+            ],
+            None,
+        );
+        assert_eq!(got, ("".into(), "/x".into()));
+        // A doubled slash in SCRIPT_NAME does not eat PATH_INFO's.
+        let got = mount(
+            &[("SCRIPT_NAME", "//mysite.fcgi"), ("REQUEST_URI", "/foo")],
+            None,
+        );
+        assert_eq!(got, ("".into(), "/foo".into()));
     }
 
     #[test]

@@ -2220,3 +2220,62 @@ fn idle_timeout_exits_zero_after_idling_but_never_during_a_request() {
     assert!(process_gone(worker), "the worker outlived the shim");
     assert_eq!(complaints_since(&srv, from), Vec::<String>::new());
 }
+
+/// Regression: an ABORT_REQUEST on a KEEP_CONN request used to start the
+/// next request by recursion, so one connection aborting without end
+/// overflowed the stack (SIGSEGV after ~75,000 aborts; found by reading
+/// the responder while writing the fuzz targets).
+#[test]
+fn endless_aborts_on_one_kept_connection_do_not_overflow_the_stack() {
+    use std::io::{Read, Write};
+    const CYCLES: usize = 200_000;
+    let srv = Server::start("abort-loop", "echo:app");
+    let mut s = std::os::unix::net::UnixStream::connect(&srv.sock).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut reader = s.try_clone().expect("clone");
+    // BEGIN_REQUEST(id 1, RESPONDER, KEEP_CONN), then ABORT_REQUEST(id 1).
+    let cycle: [u8; 24] = [
+        1, 1, 0, 1, 0, 8, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, //
+        1, 2, 0, 1, 0, 0, 0, 0,
+    ];
+    let count = std::thread::spawn(move || {
+        let mut ends = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        let mut have = 0usize;
+        while ends < CYCLES {
+            match reader.read(&mut buf[have..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => have += n,
+            }
+            // Every reply is one 16-byte END_REQUEST record.
+            let whole = have / 16 * 16;
+            for rec in buf[..whole].chunks_exact(16) {
+                assert_eq!(
+                    &rec[..4],
+                    &[1, 3, 0, 1],
+                    "not an END_REQUEST for id 1: {rec:?}"
+                );
+            }
+            ends += whole / 16;
+            buf.copy_within(whole..have, 0);
+            have -= whole;
+        }
+        ends
+    });
+    let all: Vec<u8> = cycle
+        .iter()
+        .copied()
+        .cycle()
+        .take(cycle.len() * CYCLES)
+        .collect();
+    s.write_all(&all).expect("write the aborts");
+    assert_eq!(
+        count.join().expect("reader"),
+        CYCLES,
+        "one END_REQUEST per abort"
+    );
+    drop(s);
+    let r = srv.get("hello");
+    assert_eq!(r.status(), 200, "{}", r.text());
+}
