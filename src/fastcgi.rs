@@ -536,7 +536,7 @@ pub(crate) fn serve_request(
 /// FCGI_WEB_SERVER_ADDRS: the TCP peers allowed to connect (FastCGI spec
 /// 3.2). Unset: everyone. Unix-socket peers are always allowed: the socket
 /// file's permissions are their access control.
-fn web_server_addrs() -> Option<Vec<Net>> {
+pub(crate) fn web_server_addrs() -> Option<Vec<Net>> {
     let v = std::env::var("FCGI_WEB_SERVER_ADDRS").ok()?;
     let list: Vec<Net> = v
         .split(',')
@@ -552,7 +552,7 @@ fn web_server_addrs() -> Option<Vec<Net>> {
     Some(list)
 }
 
-fn allowed(list: &Option<Vec<Net>>, peer: Option<IpAddr>) -> bool {
+pub(crate) fn allowed(list: &Option<Vec<Net>>, peer: Option<IpAddr>) -> bool {
     match (list, peer) {
         (Some(list), Some(ip)) => list.iter().any(|n| n.contains(ip)),
         _ => true,

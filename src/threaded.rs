@@ -439,6 +439,7 @@ pub fn serve(app: &mut App, listener: RawFd, threads: usize) -> i32 {
             Err(e) => crate::error!("cannot share the python worker between threads: {e}"),
         }
     }
+    let addrs = &fastcgi::web_server_addrs();
     std::thread::scope(|s| {
         for n in 0..threads {
             let shared = &shared;
@@ -446,7 +447,7 @@ pub fn serve(app: &mut App, listener: RawFd, threads: usize) -> i32 {
             let spawned = std::thread::Builder::new()
                 .name(format!("request-{n}"))
                 .spawn_scoped(s, move || {
-                    accept_loop(shared, listener, n == 0);
+                    accept_loop(shared, listener, n == 0, addrs);
                     shared.running.fetch_sub(1, Ordering::SeqCst);
                 });
             if let Err(e) = spawned {
@@ -470,12 +471,22 @@ pub fn serve(app: &mut App, listener: RawFd, threads: usize) -> i32 {
     0
 }
 
-fn accept_loop(shared: &Shared<'_>, listener: RawFd, first: bool) {
+fn accept_loop(
+    shared: &Shared<'_>,
+    listener: RawFd,
+    first: bool,
+    addrs: &Option<Vec<crate::config::Net>>,
+) {
     let mut params = Vec::new();
     let mut conn = Conn::new();
     while signals::stop_requested().is_none() {
         match sys::accept(listener) {
-            Ok((fd, _peer)) => {
+            Ok((fd, peer)) => {
+                if !fastcgi::allowed(addrs, peer) {
+                    let ip = peer.map(|p| p.to_string()).unwrap_or_default();
+                    crate::warn!("refused a connection from {ip}: not in FCGI_WEB_SERVER_ADDRS");
+                    continue;
+                }
                 shared.check_reload();
                 let io = lock(&shared.app).io_timeout();
                 conn.attach(fd, io);

@@ -234,9 +234,15 @@ impl Site {
     /// Starts `daemonize=false ARGS` in its own process group, as a shell
     /// starts a foreground job; output goes to files.
     fn foreground(&mut self, args: &[&str]) -> usize {
+        self.foreground_env(args, &[])
+    }
+
+    /// [`Self::foreground`] with extra environment variables.
+    fn foreground_env(&mut self, args: &[&str], env: &[(&str, &str)]) -> usize {
         let mut all = vec!["daemonize=false"];
         all.extend_from_slice(args);
         let mut cmd = self.command(&all);
+        cmd.envs(env.iter().copied());
         cmd.process_group(0)
             .stdin(Stdio::null())
             .stdout(fs::File::create(self.dir.join("stdout")).expect("stdout file"))
@@ -1015,4 +1021,63 @@ exec /usr/bin/env - \
     signal(second, libc::SIGTERM);
     site.assert_all_gone(Duration::from_secs(8));
     assert!(!site.sock().exists() && !site.dir.join("mysite.pid").exists());
+}
+
+/// Regression: `method=threaded` accepted every TCP peer, whatever
+/// FCGI_WEB_SERVER_ADDRS said (prefork refused them).
+#[test]
+fn threaded_ignored_fcgi_web_server_addrs() {
+    use std::io::{Read, Write};
+    for method in ["method=threaded", "method=prefork"] {
+        let mut site = Site::new("wsa-threaded");
+        let port = free_port("127.0.0.1");
+        let port_arg = format!("port={port}");
+        site.foreground_env(
+            &[method, "host=127.0.0.1", &port_arg],
+            &[("FCGI_WEB_SERVER_ADDRS", "127.0.0.1")],
+        );
+        let addr = Addr::Tcp(SocketAddr::new("127.0.0.1".parse().expect("ip"), port));
+        site.wait_serving(&addr);
+        // From 127.0.0.2 (loopback too, but not listed): closed unanswered.
+        // SAFETY: plain socket calls on a descriptor owned by the stream below.
+        let mut s = unsafe {
+            use std::os::fd::FromRawFd;
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0);
+            let mut a: libc::sockaddr_in = std::mem::zeroed();
+            a.sin_family = libc::AF_INET as _;
+            a.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::new(127, 0, 0, 2)).to_be();
+            assert_eq!(
+                libc::bind(fd, (&raw const a).cast(), std::mem::size_of_val(&a) as _),
+                0
+            );
+            let mut b = a;
+            b.sin_port = port.to_be();
+            b.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+            assert_eq!(
+                libc::connect(fd, (&raw const b).cast(), std::mem::size_of_val(&b) as _),
+                0
+            );
+            std::net::TcpStream::from_raw_fd(fd)
+        };
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let _ = s.write_all(&request_bytes(&Req::get("pid"))); // may be reset
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out); // a reset ends it too
+        assert!(
+            out.is_empty(),
+            "{method}: 127.0.0.2 was answered: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        assert!(
+            wait_until(Duration::from_secs(3), || site
+                .log()
+                .contains("refused a connection from 127.0.0.2")),
+            "{method}: no log line\n{}",
+            site.output()
+        );
+        // The listed address is still served.
+        get(&addr, "pid").expect("127.0.0.1 is served");
+    }
 }
