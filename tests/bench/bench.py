@@ -45,7 +45,6 @@ import statistics
 import subprocess
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -173,9 +172,9 @@ def stop_pid(pid, sig=signal.SIGTERM, timeout=8):
 
 
 def processes_under(root):
-    """(pid, cmdline) of live processes whose executable, cwd or command
-    line lies under root: what a run (or an interrupted one) started."""
-    root = str(root)
+    """(pid, cmdline) of live processes whose executable or cwd lies under
+    root, or whose command line names a path under it."""
+    root = str(root).rstrip("/")
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -192,13 +191,39 @@ def processes_under(root):
                     pass
         except OSError:
             continue
-        if alive(pid) and (root in cmd or any(w.startswith(root) for w in where)):
+        inside = any(w == root or w.startswith(root + "/") for w in where)
+        if alive(pid) and (inside or root + "/" in cmd):
             found.append((pid, cmd.strip()))
     return found
 
 
+# What bench.py starts as root; everything else it starts runs as www-data.
+OWN_ROOT_PROGRAMS = {"nginx", "apache2", "spawn-fcgi", "strace", "wrk", "ab", "hyperfine",
+                     "curl"}
+
+
 def kill_leftovers(root, quiet=False):
+    """Stop what this benchmark started under root and left running (an
+    interrupted run's servers): only www-data's processes and the programs
+    it runs as root, never an ancestor of this process (a shell whose cwd
+    happens to be there)."""
+    ancestors, p = set(), os.getpid()
+    while p > 1:
+        ancestors.add(p)
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                p = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            break
+    www_uid = www_ids()[0]
     for pid, cmd in processes_under(root):
+        try:
+            uid = os.stat(f"/proc/{pid}").st_uid
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        if pid in ancestors or (uid != www_uid and comm not in OWN_ROOT_PROGRAMS):
+            continue
         if not quiet:
             log(f"stopping leftover pid {pid}: {cmd[:120]}")
         stop_pid(pid, timeout=3)
@@ -540,7 +565,10 @@ class Bench:
     def __init__(self, quick, shim_bin):
         self.quick = quick
         self.warm = 1 if quick else 2
-        self.secs = 3 if quick else 10
+        # Behind nginx each figure is the median of `rounds` runs of `secs`
+        # seconds (after `warm` seconds each), taken in turn with the peers.
+        self.rounds = 1 if quick else 3
+        self.secs = 3 if quick else 5
         self.cgi_runs = 20 if quick else 100
         self.reloads = 2 if quick else 5
         self.strace_reqs = 500 if quick else 2000
@@ -645,29 +673,20 @@ class Bench:
 
     # -- measuring one server behind a web server --
 
-    def measure(self, url, conns, pids_of):
-        """Warm-up, then one timed wrk run; with the CPU time and context
-        switches of the server's processes over the timed run."""
+    def run_once(self, url, conns, pids_of):
+        """Warm-up, then one timed wrk run, with the CPU ticks and context
+        switches the server's processes spent over the timed run."""
         wrk(url, conns, self.warm)
         pids = pids_of()
         before = {p: (cpu_ticks(p), status(p)) for p in pids}
         r = wrk(url, conns, self.secs)
         after = {p: (cpu_ticks(p), status(p)) for p in pids if alive(p)}
-        n = max(r["requests"], 1)
         r["procs"] = {}
-        for p in pids:
-            if p not in after:
-                continue
+        for p in after:
             (c0, s0), (c1, s1) = before[p], after[p]
-            r["procs"][p] = {
-                "cpu_us": (c1 - c0) / CLK_TCK * 1e6 / n,
-                "vcs": (s1["voluntary"] - s0["voluntary"]) / n,
-                "ivcs": (s1["nonvoluntary"] - s0["nonvoluntary"]) / n,
-            }
-        r["cpu_us_all"] = sum(v["cpu_us"] for v in r["procs"].values())
-        log(f"    c={conns}: {r['req_s']:.0f} req/s, p50 {r['p50_us']} us, "
-            f"p99 {r['p99_us']} us, {r['errors']} errors, "
-            f"server CPU {r['cpu_us_all']:.1f} us/req")
+            r["procs"][p] = {"ticks": c1 - c0,
+                             "vcs": s1["voluntary"] - s0["voluntary"],
+                             "ivcs": s1["nonvoluntary"] - s0["nonvoluntary"]}
         if r["errors"]:
             # Reported with the figures rather than ending the run.
             what = ", ".join(f"{k[4:]} {v}" for k, v in r.items()
@@ -677,21 +696,45 @@ class Bench:
             log(f"    WARNING: {self.warnings[-1]}")
         return r
 
-    def serve_and_measure(self, server, url, mark, levels, then=None):
-        """Start the server, measure it at each concurrency, run then(results)
-        while it still runs, stop it."""
-        log(f"  {server.name}")
-        self.track(server.start())
-        try:
-            wait_for_page(url, mark, alive_check=server.alive, what=server.name)
-            results = {c: self.measure(url, c, server.pids) for c in levels}
-            if then is not None:
-                then(results)
-            return results
-        except Setup as e:
-            raise Setup(f"{e}\n{server.name} log:\n{server.tail()}") from None
-        finally:
-            self.stop(server)
+    @staticmethod
+    def combine(runs):
+        """The figures of one server at one concurrency from its rounds:
+        the median round for req/s and latencies, and CPU time and context
+        switches per request over all rounds together."""
+        n = max(sum(r["requests"] for r in runs), 1)
+        procs = {}
+        for r in runs:
+            for p, v in r["procs"].items():
+                acc = procs.setdefault(p, {"ticks": 0, "vcs": 0, "ivcs": 0})
+                for k in acc:
+                    acc[k] += v[k]
+        out = {
+            "rounds": [r["req_s"] for r in runs],
+            "req_s": statistics.median(r["req_s"] for r in runs),
+            "p50_us": statistics.median(r["p50_us"] for r in runs),
+            "p99_us": statistics.median(r["p99_us"] for r in runs),
+            "requests": n,
+            "errors": sum(r["errors"] for r in runs),
+            "procs": {p: {"cpu_us": v["ticks"] / CLK_TCK * 1e6 / n, "vcs": v["vcs"] / n,
+                          "ivcs": v["ivcs"] / n} for p, v in procs.items()},
+        }
+        out["cpu_us_all"] = sum(v["cpu_us"] for v in out["procs"].values())
+        return out
+
+    @staticmethod
+    def log_figures(label, conns, r):
+        rounds = f" (rounds {', '.join(f'{x:.0f}' for x in r['rounds'])})" \
+            if len(r["rounds"]) > 1 else ""
+        log(f"    {label} c={conns}: {r['req_s']:.0f} req/s{rounds}, "
+            f"p50 {r['p50_us'] / 1000:.2f} ms, p99 {r['p99_us'] / 1000:.2f} ms, "
+            f"server CPU {r['cpu_us_all']:.1f} µs/req"
+            + (f", {r['errors']} ERRORS" if r["errors"] else ""))
+
+    def measure(self, url, conns, pids_of, label=""):
+        """One server at one concurrency, its rounds one after the other."""
+        r = self.combine([self.run_once(url, conns, pids_of) for _ in range(self.rounds)])
+        self.log_figures(label, conns, r)
+        return r
 
     # -- 1. hello world behind nginx --
 
@@ -733,16 +776,37 @@ class Bench:
         ]
 
     def run_nginx_section(self, key, title, servers, path, mark, targets):
+        """Every server of the section runs at once behind one nginx (idle
+        but for the one measured); each is measured in turn, in rounds
+        that alternate the order, so that a disturbance or a drift of
+        the machine spreads over all of them instead of falling on one."""
         nginx = self.track(Nginx({s.name: "" for _, s in servers}).start())
-        results = {}
+        runs = {label: {1: [], 4: []} for label, _ in servers}
         try:
             for label, server in servers:
+                self.track(server.start())
+            for label, server in servers:
+                try:
+                    wait_for_page(nginx.url(server.name, path), mark, alive_check=server.alive,
+                                  what=server.name)
+                except Setup as e:
+                    raise Setup(f"{e}\n{server.name} log:\n{server.tail()}") from None
+            for c in (1, 4):
+                for rnd in range(self.rounds):
+                    order = servers if rnd % 2 == 0 else servers[::-1]
+                    for label, server in order:
+                        runs[label][c].append(
+                            self.run_once(nginx.url(server.name, path), c, server.pids))
+                for label, _ in servers:
+                    self.log_figures(label, c, self.combine(runs[label][c]))
+            results = {label: {c: self.combine(runs[label][c]) for c in (1, 4)}
+                       for label, _ in servers}
+            if key == "hello":
                 # The shim's own figures (section 6), while it still runs.
-                then = (partial(self.shim_internals, nginx, server)
-                        if label == "fcgi-shim" and key == "hello" else None)
-                results[label] = self.serve_and_measure(
-                    server, nginx.url(server.name, path), mark, (1, 4), then)
+                self.shim_internals(nginx, dict(servers)["fcgi-shim"], results["fcgi-shim"])
         finally:
+            for _, server in servers:
+                self.stop(server)
             self.stop(nginx)
         shim = results["fcgi-shim"]
         self.chart[title] = {lab: {f"c={c}": r[c]["req_s"] for c in (1, 4)}
@@ -907,7 +971,7 @@ class Bench:
                 results[label], nprocs[label] = {}, {}
                 for c in (1, 8):
                     self.settle(url, c, lambda s=script: len(apache.fcgid_pids(s)))
-                    results[label][c] = self.measure(url, c, pids)
+                    results[label][c] = self.measure(url, c, pids, label)
                     nprocs[label][c] = len(apache.fcgid_pids(script))
                     log(f"    mod_fcgid ran {nprocs[label][c]} process(es) at c={c}")
             finally:
@@ -1252,7 +1316,7 @@ class ForeignLoad:
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 cmd = b""
-            if str(ROOT).encode() in cmd:
+            if (str(ROOT) + "/").encode() in cmd:
                 result = True
                 break
             pid = procs[pid][0]
@@ -1288,6 +1352,10 @@ class ForeignLoad:
     def stop(self):
         self.done.set()
         self.thread.join()
+
+    def average(self):
+        """Cores used by other processes on average over the run."""
+        return sum(self.cpu.values()) / (sum(self.wall.values()) or 1)
 
     def summary(self):
         """'0.05 cores (hello 0.02, ...)' and the top commands."""
@@ -1437,11 +1505,17 @@ def main():
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, on_signal)
+    # Quiet: under 10% CPU busy in three samples of 3 s in a row (a test
+    # suite pauses between its steps for a few seconds).
     deadline = time.monotonic() + args.wait_quiet * 60
-    busy_before = cpu_busy()
-    while busy_before > 0.10 and time.monotonic() < deadline:
-        log(f"waiting for a quiet machine: {busy_before * 100:.0f}% CPU busy")
-        time.sleep(20)
+    busy_before, quiet = cpu_busy(), 0
+    while time.monotonic() < deadline:
+        quiet = quiet + 1 if busy_before <= 0.10 else 0
+        if quiet >= 3:
+            break
+        if quiet == 0:
+            log(f"waiting for a quiet machine: {busy_before * 100:.0f}% CPU busy")
+            time.sleep(10)
         busy_before = cpu_busy()
     started = time.monotonic()
     load_before = Path("/proc/loadavg").read_text().split()[:3]
@@ -1469,6 +1543,9 @@ def main():
         foreign.stop()
     elapsed = time.monotonic() - started
     foreign_avg, foreign_top = foreign.summary()
+    verdict = ("The machine was quiet." if foreign.average() < 0.05 and busy_before <= 0.10
+               else "**The machine was not quiet: other work took CPU from the servers "
+                    "measured, unevenly; compare figures with care.**")
     log(f"other processes during the run: {foreign_avg}; busiest: {foreign_top}")
     load_after = Path("/proc/loadavg").read_text().split()[:3]
     if not bench.rows:
@@ -1491,12 +1568,15 @@ Binary: fcgi-shim at {git_state()}. {os.cpu_count()} cores, nothing pinned.
 Machine load: before the run {' '.join(load_before)} (1/5/15-min load average), {busy_before * 100:.0f}% CPU busy
 over 3 s; after it {' '.join(load_after)}. Busiest processes before: {'; '.join(top_before) or '—'}.
 Other people's processes during the run (sampled each second, a lower bound): {foreign_avg};
-busiest: {foreign_top}.
+busiest: {foreign_top}. {verdict}
 Software: {'; '.join(v.values())}; all Python servers on {v['python']} (Debian's /usr/bin/python3, venv {VENV}).
 
-Method: one app process each (fcgi-shim: the shim plus its one Python worker), started one
-after the other in this run. wrk (1 thread, c keep-alive connections to the web server),
-{bench.warm} s warm-up then {bench.secs} s per figure; nginx (1 worker) talks FastCGI over a unix
+Method: one app process each (fcgi-shim: the shim plus its one Python worker), measured one
+after the other in this run. wrk (1 thread, c keep-alive connections to the web server); each
+figure is the median of {bench.rounds} round(s) of {bench.secs} s, each after a {bench.warm} s warm-up (CPU
+and context switches: over all rounds). Behind nginx the servers of a section run side by
+side, idle but for the one measured, and the rounds take them in turn (alternating the order),
+so that a disturbance spreads over all of them. nginx (1 worker) talks FastCGI over a unix
 socket without keep-alive (a new connection per request, as mod_fcgid does), to servers
 spawned by `spawn-fcgi -n` with the listening socket on fd 0, running as www-data.
 "fcgi-shim / peer" > 1 means the shim does more requests per second; for latencies, time and
