@@ -17,13 +17,20 @@ use crate::environ::{self, Param};
 use crate::sys::{self, Stamp};
 use crate::worker::{StartError, Worker};
 
+/// The buffers a request is prepared in. [`App`] keeps them from request
+/// to request, so that preparing one allocates nothing once they have grown.
+#[derive(Default)]
+pub struct Buffers {
+    frame: Vec<u8>,
+    method: Vec<u8>,
+    uri: Vec<u8>,
+}
+
 /// A request ready for a worker: the `R` frame and what the relay and the
 /// log need to know about it.
 pub struct Prepared {
     pub id: u16,
-    pub frame: Vec<u8>,
-    method: Vec<u8>,
-    uri: Vec<u8>,
+    bufs: Buffers,
     /// May this client see a traceback (site.toml debug + debug_allow)?
     debug_client: bool,
     pub limits: config::Limits,
@@ -32,79 +39,105 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The whole `R` frame.
+    pub fn frame(&self) -> &[u8] {
+        &self.bufs.frame
+    }
+
+    fn summary(&self) -> Summary<'_> {
+        Summary {
+            method: &self.bufs.method,
+            uri: &self.bufs.uri,
+        }
+    }
+
     /// One log line for the request and how it ended (runfcgi debug=true).
     pub fn log_outcome(&self, outcome: &Outcome) {
-        let what = Summary {
-            method: &self.method,
-            uri: &self.uri,
-        };
         let how = match outcome {
             Outcome::Complete => "answered".to_owned(),
             Outcome::Cut => "cut short".to_owned(),
             Outcome::Failed(s) => format!("answered {s} by the shim"),
             Outcome::AppFailed(_) | Outcome::Page(_) => "answered 500: the app failed".to_owned(),
         };
-        crate::info!("request {what}: {how}");
+        crate::info!("request {}: {how}", self.summary());
     }
 
     /// Relays the request through `port`, with the site's request_timeout.
     pub fn relay(&self, port: &mut dyn Port, t: &mut dyn Transport) -> (Outcome, Fate) {
-        let what = Summary {
-            method: &self.method,
-            uri: &self.uri,
-        };
         let timeout = self.limits.request_timeout;
         let deadline = (!timeout.is_zero()).then(|| Instant::now() + timeout);
         let limit = bridge::BodyLimit {
             max_body: self.limits.max_body,
             seen: self.body_prefix,
         };
-        let (outcome, fate) = bridge::relay(port, &self.frame, self.id, t, deadline, &what, limit);
+        let what = self.summary();
+        let (outcome, fate) = bridge::relay(port, self.frame(), self.id, t, deadline, &what, limit);
         let outcome = match outcome {
             Outcome::AppFailed(tb) if self.debug_client => Outcome::Page(bridge::debug_page(&tb)),
             other => other,
         };
         (outcome, fate)
     }
+
+    /// Gives the buffers back for the next request.
+    pub fn into_buffers(self) -> Buffers {
+        self.bufs
+    }
 }
 
 /// Repairs the params (`environ.rs`), applies max_body, and encodes the
-/// request frame. Err: the request is answered without the app.
+/// request frame in `bufs`. Err: the request is answered without the app.
 pub fn prepare_request(
     site: Option<&Site>,
     id: u16,
-    mut params: Vec<Param<'_>>,
+    params: &mut Vec<Param<'_>>,
     body: &[u8],
     body_complete: bool,
+    mut bufs: Buffers,
 ) -> Result<Prepared, Outcome> {
-    let prep = environ::prepare(&mut params, site);
+    let prep = environ::prepare(params, site);
     // The last of duplicate params wins, as in environ.rs and the worker.
     let find = |name: &[u8]| {
         params
             .iter()
             .rev()
             .find(|(n, _)| n.as_ref() == name)
-            .map(|(_, v)| v.to_vec())
-            .unwrap_or_default()
+            .map(|(_, v)| v.as_ref())
     };
     // Tracebacks reach a browser only when site.toml says debug = true
     // and lists the client's address in debug_allow (default: nobody).
     let debug_client = site.is_some_and(|s| {
         s.debug
-            && std::str::from_utf8(&find(b"REMOTE_ADDR"))
-                .ok()
+            && find(b"REMOTE_ADDR")
+                .and_then(|a| std::str::from_utf8(a).ok())
                 .and_then(|a| a.parse().ok())
                 .is_some_and(|ip| s.debug_allow.iter().any(|n| n.contains(ip)))
     });
-    let limits = site.map(|s| s.limits.clone()).unwrap_or_default();
-    let (method, uri) = (find(b"REQUEST_METHOD"), find(b"REQUEST_URI"));
+    let limits = site.map(|s| s.limits).unwrap_or_default();
+    bufs.method.clear();
+    bufs.method
+        .extend_from_slice(find(b"REQUEST_METHOD").unwrap_or(b""));
+    bufs.uri.clear();
+    match find(b"REQUEST_URI") {
+        Some(uri) => bufs.uri.extend_from_slice(uri),
+        // Not every server sends REQUEST_URI: the log still names the page.
+        None => {
+            for name in [&b"SCRIPT_NAME"[..], b"PATH_INFO"] {
+                bufs.uri.extend_from_slice(find(name).unwrap_or(b""));
+            }
+            if let Some(q) = find(b"QUERY_STRING").filter(|q| !q.is_empty()) {
+                bufs.uri.push(b'?');
+                bufs.uri.extend_from_slice(q);
+            }
+        }
+    }
     // CONTENT_LENGTH tells in advance; without a usable one, the bytes
     // already here may, and the relay counts the rest.
     let known = prep.content_length.unwrap_or(0).max(body.len() as u64);
     if limits.max_body > 0 && known > limits.max_body {
         let what = Summary {
-            method: &method,
-            uri: &uri,
+            method: &bufs.method,
+            uri: &bufs.uri,
         };
         let size = match prep.content_length {
             Some(n) if n >= body.len() as u64 => format!("{n} bytes"),
@@ -116,12 +149,10 @@ pub fn prepare_request(
         );
         return Err(Outcome::Failed(413));
     }
-    let frame = environ::request_frame(id, &params, &prep, body, body_complete);
+    environ::request_frame(&mut bufs.frame, id, params, &prep, body, body_complete);
     Ok(Prepared {
         id,
-        frame,
-        method,
-        uri,
+        bufs,
         debug_client,
         limits,
         body_prefix: body.len() as u64,
@@ -134,7 +165,7 @@ pub trait Handler {
     fn handle(
         &mut self,
         id: u16,
-        params: Vec<Param<'_>>,
+        params: &mut Vec<Param<'_>>,
         body: &[u8],
         body_complete: bool,
         t: &mut dyn Transport,
@@ -147,7 +178,7 @@ impl Handler for App {
     fn handle(
         &mut self,
         id: u16,
-        params: Vec<Param<'_>>,
+        params: &mut Vec<Param<'_>>,
         body: &[u8],
         body_complete: bool,
         t: &mut dyn Transport,
@@ -197,6 +228,8 @@ pub struct App {
     pub on_busy: Option<fn(bool)>,
     /// Log one line per request with its status (runfcgi debug=true).
     pub log_requests: bool,
+    /// Kept for the next request's [`prepare_request`].
+    bufs: Option<Buffers>,
 }
 
 impl App {
@@ -217,6 +250,7 @@ impl App {
             threads: 1,
             on_busy: None,
             log_requests: false,
+            bufs: None,
         };
         app.apply_site();
         app.stamps = app
@@ -265,13 +299,8 @@ impl App {
         self.site.as_ref().ok()
     }
 
-    /// Starts the worker unless it runs or the app is known broken. A worker
-    /// that died while idle (the OOM killer, a thread of the app calling
-    /// os._exit) is noticed here, before a request is sent into it.
+    /// Starts the worker unless it runs or the app is known broken.
     pub fn ensure_worker(&mut self) -> Option<&mut Worker> {
-        if self.worker.as_ref().is_some_and(|w| !w.looks_alive()) {
-            self.idle_event();
-        }
         if self.worker.is_none() && self.broken.is_none() {
             let site = self.site.as_ref().ok()?;
             let began = Instant::now();
@@ -331,24 +360,53 @@ impl App {
     pub fn handle(
         &mut self,
         id: u16,
-        params: Vec<Param<'_>>,
+        params: &mut Vec<Param<'_>>,
         body: &[u8],
         body_complete: bool,
         t: &mut dyn Transport,
     ) -> Outcome {
-        let req = match prepare_request(self.site(), id, params, body, body_complete) {
+        let bufs = self.bufs.take().unwrap_or_default();
+        let req = match prepare_request(self.site(), id, params, body, body_complete, bufs) {
             Ok(req) => req,
             Err(outcome) => return outcome,
         };
         let Some(w) = self.ensure_worker() else {
             return Outcome::Failed(500);
         };
-        let (outcome, fate) = req.relay(w, t);
+        let (mut outcome, mut fate) = req.relay(w, t);
+        if fate == Fate::Refused {
+            // The worker died while idle, and the request never reached it:
+            // it goes to a new worker (once), so that no request is lost.
+            if let Some(w) = self.worker.take() {
+                let pid = w.pid;
+                let how = w.kill();
+                crate::error!("python worker {pid} {how} while idle; starting a new one");
+            }
+            (outcome, fate) = match self.ensure_worker() {
+                Some(w) => req.relay(w, t),
+                None => (Outcome::Failed(500), Fate::Keep),
+            };
+            if fate == Fate::Refused {
+                crate::error!(
+                    "request {}: the new python worker is gone too; answering 502",
+                    req.summary()
+                );
+                fate = Fate::Gone;
+            }
+        }
         if self.log_requests {
             req.log_outcome(&outcome);
         }
+        let limits = req.limits;
+        let mut bufs = req.into_buffers();
+        // One huge request must not keep its memory for the life of the
+        // process (a frame is a few KiB, and at most 64 KiB of body).
+        if bufs.frame.capacity() > 128 << 10 {
+            bufs = Buffers::default();
+        }
+        self.bufs = Some(bufs);
         match fate {
-            Fate::Gone => {
+            Fate::Gone | Fate::Refused => {
                 if let Some(w) = self.worker.take() {
                     let pid = w.pid;
                     let how = w.kill();
@@ -368,7 +426,7 @@ impl App {
             Fate::Keep => {
                 if let Some(w) = self.worker.as_mut() {
                     w.served += 1;
-                    self.recycle_if_due(&req.limits);
+                    self.recycle_if_due(&limits);
                 }
             }
         }

@@ -108,6 +108,10 @@ impl Outcome {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Fate {
     Keep,
+    /// It was gone before it took the request (it died while idle: the OOM
+    /// killer, a thread of the app calling os._exit): nothing of the request
+    /// ran, so it may go to a new worker.
+    Refused,
     /// It finished the request and is exiting on its own (sys.exit()).
     Exiting,
     /// Dead or killed; how it ended is in the log.
@@ -177,6 +181,10 @@ pub fn relay(
                 "request {what}: python worker {pid} did not take the request in time; killing it"
             );
             return (Outcome::Failed(503), Fate::Gone);
+        }
+        // EPIPE: no process reads the pipe; nothing of the request was read.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            return (Outcome::Failed(502), Fate::Refused);
         }
         Err(e) => {
             crate::error!("request {what}: python worker {pid} is gone ({e}); answering 502");

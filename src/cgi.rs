@@ -98,14 +98,14 @@ pub fn serve(app: &mut App) -> i32 {
     let env: Vec<(Vec<u8>, Vec<u8>)> = std::env::vars_os()
         .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
         .collect();
-    let params: Vec<_> = env
+    let mut params: Vec<_> = env
         .iter()
         .map(|(k, v)| (Cow::Borrowed(&k[..]), Cow::Borrowed(&v[..])))
         .collect();
     let content_length = env
         .iter()
         .find(|(k, _)| k == b"CONTENT_LENGTH")
-        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok())
+        .and_then(|(_, v)| crate::environ::parse_content_length(v))
         .unwrap_or(0);
     let io_timeout = app
         .site()
@@ -120,7 +120,7 @@ pub fn serve(app: &mut App) -> i32 {
         broken: false,
     };
     let complete = content_length == 0;
-    let outcome = app.handle(1, params, &[], complete, &mut t);
+    let outcome = app.handle(1, &mut params, &[], complete, &mut t);
     if let Some(page) = outcome.page() {
         t.out.clear();
         t.out.extend_from_slice(&page);

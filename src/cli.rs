@@ -186,12 +186,12 @@ fn check(script: PathBuf, args: &[String]) -> i32 {
         (b"REMOTE_ADDR", b"127.0.0.1"),
         (b"HTTP_HOST", host.as_bytes()),
     ];
-    let params = params
+    let mut params = params
         .into_iter()
         .map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v)))
         .collect();
     let mut cap = Capture { out: Vec::new() };
-    let outcome = app.handle(1, params, &[], true, &mut cap);
+    let outcome = app.handle(1, &mut params, &[], true, &mut cap);
     let response = match outcome.page() {
         Some(page) => page.into_owned(),
         None => cap.out,

@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use crate::config::{Net, Site};
+use crate::config::Site;
 use crate::frame;
 
 pub type Param<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
@@ -27,7 +27,7 @@ pub type Param<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Prepared {
     pub https: bool,
-    /// CONTENT_LENGTH when present and valid.
+    /// CONTENT_LENGTH when present and a number.
     pub content_length: Option<u64>,
 }
 
@@ -44,37 +44,76 @@ fn set<'a>(params: &mut Vec<Param<'a>>, name: &'static [u8], value: Vec<u8>) {
     params.push((Cow::Borrowed(name), Cow::Owned(value)));
 }
 
+/// Params that never reach the app. HTTP_PROXY: httpoxy. HTTP_CONTENT_TYPE
+/// and HTTP_CONTENT_LENGTH: PEP 3333 has only CONTENT_TYPE/CONTENT_LENGTH.
+fn dropped(name: &[u8], value: &[u8]) -> bool {
+    matches!(
+        name,
+        b"HTTP_PROXY" | b"HTTP_CONTENT_TYPE" | b"HTTP_CONTENT_LENGTH"
+    ) || (name == b"HTTP_AUTHORIZATION" && value.is_empty())
+}
+
+/// How many `REDIRECT_` prefixes stand before `HTTP_AUTHORIZATION` in
+/// `name` (Apache adds one per internal redirect); None for other names.
+fn redirect_depth(mut name: &[u8]) -> Option<usize> {
+    let mut depth = 0;
+    while let Some(rest) = name.strip_prefix(b"REDIRECT_") {
+        name = rest;
+        depth += 1;
+    }
+    (depth > 0 && name == b"HTTP_AUTHORIZATION").then_some(depth)
+}
+
+/// CONTENT_LENGTH as CGI defines it: digits (RFC 3875 4.1.2). Anything
+/// else (a sign, blanks, a second number) is no length: the body then ends
+/// where the web server ends it.
+pub fn parse_content_length(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
 /// Applies every repair above, in place.
 pub fn prepare(params: &mut Vec<Param<'_>>, site: Option<&Site>) -> Prepared {
     // An empty Authorization is what a .htaccess rewrite fallback without a
     // RewriteCond guard delivers for a request that had none: drop it.
-    params.retain(|(n, v)| {
-        n.as_ref() != b"HTTP_PROXY" && !(n.as_ref() == b"HTTP_AUTHORIZATION" && v.is_empty())
-    });
+    if params.iter().any(|(n, v)| dropped(n, v)) {
+        params.retain(|(n, v)| !dropped(n, v));
+    }
+    // CGI requires these three; the app may rely on them.
+    for name in [&b"SCRIPT_NAME"[..], b"PATH_INFO", b"QUERY_STRING"] {
+        if get(params, name).is_none() {
+            params.insert(0, (Cow::Borrowed(name), Cow::Borrowed(b"")));
+        }
+    }
 
     if get(params, b"HTTP_AUTHORIZATION").is_none() {
-        // The fewest REDIRECT_ prefixes is the latest value.
-        let found = (1..=4).find_map(|depth| {
-            let name = [&b"REDIRECT_"[..].repeat(depth), &b"HTTP_AUTHORIZATION"[..]].concat();
-            get(params, &name)
-                .filter(|v| !v.is_empty())
-                .map(<[u8]>::to_vec)
-        });
+        // The fewest REDIRECT_ prefixes is the latest value; the last of
+        // equals, as for any duplicate.
+        let found = params
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .filter_map(|(n, v)| Some((redirect_depth(n)?, v)))
+            .filter(|&(depth, _)| depth <= 4)
+            .min_by(|a, b| a.0.cmp(&b.0).then(std::cmp::Ordering::Greater))
+            .map(|(_, v)| v.to_vec());
         if let Some(v) = found {
             set(params, b"HTTP_AUTHORIZATION", v);
         }
     }
 
-    let trusted = |list: &[Net]| {
+    let proxies = site.map_or(&[][..], |s| &s.trusted_proxies[..]);
+    let from_proxy = !proxies.is_empty() && {
         let peer: Option<IpAddr> = get(params, b"REMOTE_ADDR")
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|s| s.parse().ok());
-        peer.is_some_and(|ip| list.iter().any(|n| n.contains(ip)))
+        peer.is_some_and(|ip| proxies.iter().any(|n| n.contains(ip)))
     };
-    let proxies = site.map_or(&[][..], |s| &s.trusted_proxies[..]);
-    let from_proxy = !proxies.is_empty() && trusted(proxies);
-    let https = match get(params, b"HTTPS").map(|v| v.to_ascii_lowercase()) {
-        Some(v) if v == b"on" || v == b"1" => true,
+    let https = match get(params, b"HTTPS") {
+        Some(v) if v.eq_ignore_ascii_case(b"on") || v == b"1" => true,
         _ => {
             get(params, b"REQUEST_SCHEME").is_some_and(|v| v.eq_ignore_ascii_case(b"https"))
                 || get(params, b"SERVER_PORT") == Some(b"443")
@@ -106,9 +145,7 @@ pub fn prepare(params: &mut Vec<Param<'_>>, site: Option<&Site>) -> Prepared {
 
     fix_mount(params, site.and_then(|s| s.script_name.as_deref()));
 
-    let content_length = get(params, b"CONTENT_LENGTH")
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|s| s.trim().parse().ok());
+    let content_length = get(params, b"CONTENT_LENGTH").and_then(parse_content_length);
     Prepared {
         https,
         content_length,
@@ -117,6 +154,10 @@ pub fn prepare(params: &mut Vec<Param<'_>>, site: Option<&Site>) -> Prepared {
 
 /// Sets SCRIPT_NAME to where the site is mounted and PATH_INFO to the rest.
 fn fix_mount(params: &mut Vec<Param<'_>>, configured: Option<&str>) {
+    let script = get(params, b"SCRIPT_NAME").unwrap_or(b"");
+    if configured.is_none() && script.is_empty() {
+        return; // mounted at the root and not rewritten (nginx, lighttpd)
+    }
     let Some(uri) = get(params, b"REQUEST_URI") else {
         return;
     };
@@ -125,28 +166,27 @@ fn fix_mount(params: &mut Vec<Param<'_>>, configured: Option<&str>) {
     // PATH_INFO (below) rather than guess at the bytes.
     let decoded = percent_decode(raw_path);
     let escapes_ok = decoded.is_some();
-    let path = decoded.unwrap_or_else(|| raw_path.to_vec());
+    let path = decoded.unwrap_or(Cow::Borrowed(raw_path));
     let clean = escapes_ok
         && path.starts_with(b"/")
         && !path
             .split(|&b| b == b'/')
             .skip(1)
             .any(|seg| seg == b"." || seg == b"..");
-    let script = get(params, b"SCRIPT_NAME").unwrap_or(b"").to_vec();
 
-    let mount: Vec<u8> = match configured {
-        Some(s) => s.as_bytes().to_vec(),
+    let mount: &[u8] = match configured {
+        Some(s) => s.as_bytes(),
         None => {
-            if starts_at_segment(&path, &script) || script.is_empty() {
+            if starts_at_segment(&path, script) {
                 return; // not rewritten: the server's values are right
             }
             match script.iter().rposition(|&b| b == b'/') {
                 // "//mysite.fcgi" mounts at "", not "/": a mount never ends
                 // in a slash, so that PATH_INFO keeps its own.
                 Some(i) => {
-                    let mut m = script[..i].to_vec();
-                    while m.last() == Some(&b'/') {
-                        m.pop();
+                    let mut m = &script[..i];
+                    while let Some(rest) = m.strip_suffix(b"/") {
+                        m = rest;
                     }
                     m
                 }
@@ -154,12 +194,13 @@ fn fix_mount(params: &mut Vec<Param<'_>>, configured: Option<&str>) {
             }
         }
     };
-    let rest = if clean && starts_at_segment(&path, &mount) {
+    let rest = if clean && starts_at_segment(&path, mount) {
         path[mount.len()..].to_vec()
     } else {
         // A path we will not reinterpret: keep the server's PATH_INFO.
         get(params, b"PATH_INFO").unwrap_or(b"").to_vec()
     };
+    let mount = mount.to_vec();
     set(params, b"SCRIPT_NAME", mount);
     set(params, b"PATH_INFO", rest);
 }
@@ -169,41 +210,47 @@ fn starts_at_segment(path: &[u8], prefix: &[u8]) -> bool {
         && (path.len() == prefix.len() || path[prefix.len()] == b'/' || prefix.ends_with(b"/"))
 }
 
-/// %XX-decodes a URL path; None when an escape is malformed.
-fn percent_decode(s: &[u8]) -> Option<Vec<u8>> {
+/// %XX-decodes a URL path (borrowed when it has no escape); None when an
+/// escape is malformed.
+fn percent_decode(s: &[u8]) -> Option<Cow<'_, [u8]>> {
+    if !s.contains(&b'%') {
+        return Some(Cow::Borrowed(s));
+    }
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
         if s[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            // from_str_radix alone would take "%+f" as 0x0f.
-            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                return None;
-            }
-            let v = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
-            out.push(v);
+            // Two hex digits, nothing else ("%+f" is no escape).
+            let (hi, lo) = (hex(*s.get(i + 1)?)?, hex(*s.get(i + 2)?)?);
+            out.push(hi << 4 | lo);
             i += 3;
         } else {
             out.push(s[i]);
             i += 1;
         }
     }
-    Some(out)
+    Some(Cow::Owned(out))
 }
 
-/// Encodes the whole `R` frame: header, flags, params, and the part of the
-/// body already at hand.
+/// Encodes the whole `R` frame into `out` (cleared first): header, flags,
+/// content length, the params as the environ, and the part of the body
+/// already at hand. `out` is kept by the caller from request to request,
+/// so that encoding allocates nothing once it has grown.
 pub fn request_frame(
+    out: &mut Vec<u8>,
     id: u16,
     params: &[Param<'_>],
     prep: &Prepared,
     body: &[u8],
     body_complete: bool,
-) -> Vec<u8> {
-    let items = params.iter().map(|(n, v)| (n.as_ref(), v.as_ref()));
-    let len = 1 + frame::pairs_len(items.clone()) + body.len();
-    let mut out = Vec::with_capacity(frame::HEADER_LEN + len);
-    out.extend_from_slice(&frame::header(frame::REQUEST, id, len));
+) {
+    out.clear();
+    out.extend_from_slice(&[0; frame::HEADER_LEN + frame::REQUEST_HEAD_LEN]);
+    let environ_at = out.len();
+    frame::push_environ(out, params.iter().map(|(n, v)| (n.as_ref(), v.as_ref())));
+    let environ_len = out.len() - environ_at;
+    out.extend_from_slice(body);
     let mut flags = 0;
     if body_complete {
         flags |= frame::FLAG_BODY_COMPLETE;
@@ -211,15 +258,23 @@ pub fn request_frame(
     if prep.https {
         flags |= frame::FLAG_HTTPS;
     }
-    out.push(flags);
-    frame::push_pairs(&mut out, items);
-    out.extend_from_slice(body);
-    out
+    let len = out.len() - frame::HEADER_LEN;
+    out[..frame::HEADER_LEN].copy_from_slice(&frame::header(frame::REQUEST, id, len));
+    let head = &mut out[frame::HEADER_LEN..environ_at];
+    head[0] = flags;
+    head[1..9].copy_from_slice(
+        &prep
+            .content_length
+            .unwrap_or(frame::NO_LENGTH)
+            .to_le_bytes(),
+    );
+    head[9..13].copy_from_slice(&(environ_len as u32).to_le_bytes());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Net;
 
     fn params(list: &[(&str, &str)]) -> Vec<Param<'static>> {
         list.iter()
@@ -444,20 +499,54 @@ mod tests {
     #[test]
     fn request_frame_layout() {
         let p = params(&[("A", "b")]);
-        let f = request_frame(
-            1,
-            &p,
-            &Prepared {
-                https: true,
-                content_length: None,
-            },
-            b"xy",
-            true,
-        );
-        // 1 flag byte + 14 bytes of pairs + 2 body bytes.
-        assert_eq!(&f[..7], &[b'R', 1, 0, 17, 0, 0, 0]);
+        let prep = Prepared {
+            https: true,
+            content_length: Some(2),
+        };
+        let mut f = vec![9; 3]; // whatever the buffer held before
+        request_frame(&mut f, 1, &p, &prep, b"xy", true);
+        // 13 bytes of head + 8 bytes of environ + 2 body bytes.
+        assert_eq!(&f[..7], &[b'R', 1, 0, 23, 0, 0, 0]);
         assert_eq!(f[7], frame::FLAG_BODY_COMPLETE | frame::FLAG_HTTPS);
-        assert_eq!(&f[8..20], &[1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]);
-        assert_eq!(&f[20..], b"Abxy");
+        assert_eq!(&f[8..16], &[2, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&f[16..20], &[8, 0, 0, 0]);
+        assert_eq!(&f[20..], b"{z\x01Az\x01b0xy");
+        let prep = Prepared::default();
+        request_frame(&mut f, 2, &[], &prep, b"", false);
+        assert_eq!(&f[7..], b"\0\xff\xff\xff\xff\xff\xff\xff\xff\x02\0\0\0{0");
+    }
+
+    #[test]
+    fn content_length_is_digits_only() {
+        for (v, want) in [
+            ("0", Some(0)),
+            ("10", Some(10)),
+            (" 7", None),
+            ("18446744073709551615", None), // 20 digits
+            ("9999999999999999999", Some(9_999_999_999_999_999_999)),
+            ("+5", None),
+            ("-1", None),
+            ("", None),
+            ("1 2", None),
+            ("0x10", None),
+        ] {
+            assert_eq!(parse_content_length(v.as_bytes()), want, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn cgi_required_params_are_there_and_pep_3333_extras_are_not() {
+        let mut p = params(&[
+            ("HTTP_CONTENT_TYPE", "x"),
+            ("HTTP_CONTENT_LENGTH", "1"),
+            ("REQUEST_METHOD", "GET"),
+        ]);
+        prepare(&mut p, None);
+        let names: Vec<_> = p.iter().map(|(n, _)| String::from_utf8_lossy(n)).collect();
+        assert_eq!(
+            names,
+            ["QUERY_STRING", "PATH_INFO", "SCRIPT_NAME", "REQUEST_METHOD"]
+        );
+        assert!(p[..3].iter().all(|(_, v)| v.is_empty()));
     }
 }

@@ -26,10 +26,13 @@
 //!   ""), `django` ("1" when settings_module is set), `path` (repeated, one
 //!   search_path entry each, in order), `run_once` ("1" under CGI), `threads`
 //!   (runfcgi method=threaded: run requests in that many threads at once;
-//!   absent means one at a time).
+//!   absent means one at a time), `probe` ([`ENVIRON_PROBE`] encoded as an
+//!   environ, below).
 //! - `R` request: `flags:u8` (bit 0: the body below is the whole body; bit 1:
-//!   the scheme is https), then `pairs` (the CGI params, bytes), then the rest
-//!   of the payload is the first part of the body (may be empty).
+//!   the scheme is https), `content_length:u64` (CONTENT_LENGTH as the shim
+//!   parsed it; [`NO_LENGTH`] when absent or not a number), `environ_len:u32`,
+//!   then `environ` (the CGI params, below), then the rest of the payload is
+//!   the first part of the body (may be empty).
 //! - `I` input: more body bytes, in answer to `G`, never empty.
 //! - `Z` end of input, in answer to `G`: empty payload.
 //!
@@ -50,6 +53,28 @@
 //!   request (the app called sys.exit()); the next request needs a new one.
 //!
 //! EOF on fd 3 tells the worker to exit.
+//!
+//! # The environ of an `R` frame
+//!
+//! The params travel as a dict in the format of Python's `marshal` module,
+//! so that the worker builds the whole environ with one `marshal.loads`, in
+//! C (a quarter of the time a decoding loop in Python takes). Only four of
+//! marshal's type codes are used, all of them read by every Python since
+//! 3.4:
+//!
+//! ```text
+//! environ = '{' (str str)* '0'                    a dict; a later key wins
+//! str     = 'z' len:u8 ascii[len]                 ASCII, shorter than 256
+//!         | 'a' len:u32 ascii[len]                ASCII
+//!         | 'u' len:u32 utf8[len]                 anything else
+//! ```
+//!
+//! Each param is bytes, and PEP 3333 wants it as the native string whose
+//! code points are those bytes (latin-1): a byte of 0x80 or more becomes
+//! that code point, written in UTF-8 (two bytes). The worker checks at start
+//! that its `marshal` reads a sample of this encoding back exactly (the `C`
+//! frame's `probe`), so a Python that ever changed the format would fail
+//! with a clear message instead of misreading requests.
 
 /// Size of a frame header: type, id, length.
 pub const HEADER_LEN: usize = 7;
@@ -76,6 +101,11 @@ pub const DONE: u8 = b'D';
 pub const FLAG_BODY_COMPLETE: u8 = 1;
 /// `R` flag: the request came over https.
 pub const FLAG_HTTPS: u8 = 2;
+/// `R` content_length when CONTENT_LENGTH is absent or not a number.
+pub const NO_LENGTH: u64 = u64::MAX;
+/// Bytes of an `R` payload before its environ: flags, content_length,
+/// environ_len.
+pub const REQUEST_HEAD_LEN: usize = 13;
 
 /// `D` codes.
 pub const DONE_OK: u8 = 0;
@@ -154,6 +184,131 @@ pub fn decode_pairs(buf: &[u8]) -> Option<(Pairs<'_>, usize)> {
     Some((out, pos))
 }
 
+/// The `C` frame's `probe`: these params, encoded by [`push_environ`]. The
+/// worker decodes them with its `marshal` and compares with the same list in
+/// worker.py (`_PROBE`): each type code, and latin-1 past 0x7f.
+pub const ENVIRON_PROBE: [(&[u8], &[u8]); 3] = [
+    (b"SHORT", b""),
+    (b"LATIN_1", b"caf\xe9 \x80\xff"),
+    (b"LONG", &[b'-'; 300]),
+];
+
+/// Bytes of `s` at or past 0x80: each takes two bytes in UTF-8.
+fn high_bytes(s: &[u8]) -> usize {
+    if s.is_ascii() {
+        0
+    } else {
+        s.iter().filter(|&&b| b >= 0x80).count()
+    }
+}
+
+/// Bytes [`put_str`] writes for `s`.
+fn str_len(s: &[u8]) -> usize {
+    match high_bytes(s) {
+        0 if s.len() < 256 => 2 + s.len(),
+        high => 5 + s.len() + high,
+    }
+}
+
+/// Writes one param (name or value) at the front of `out` as a marshal
+/// str of its bytes read as latin-1 (see the module docs); returns the
+/// bytes written, [`str_len`]. `out` has room for them.
+fn put_str(out: &mut [u8], s: &[u8]) -> usize {
+    let high = high_bytes(s);
+    if high == 0 && s.len() < 256 {
+        out[0] = b'z';
+        out[1] = s.len() as u8;
+        out[2..2 + s.len()].copy_from_slice(s);
+        return 2 + s.len();
+    }
+    let len = s.len() + high;
+    out[0] = if high == 0 { b'a' } else { b'u' };
+    out[1..5].copy_from_slice(&(len as u32).to_le_bytes());
+    let utf8 = &mut out[5..5 + len];
+    if high == 0 {
+        utf8.copy_from_slice(s);
+    } else {
+        let mut at = 0;
+        for &b in s {
+            if b < 0x80 {
+                utf8[at] = b;
+                at += 1;
+            } else {
+                utf8[at] = 0xc0 | b >> 6;
+                utf8[at + 1] = 0x80 | (b & 0x3f);
+                at += 2;
+            }
+        }
+    }
+    5 + len
+}
+
+/// Appends `items` as an `R` frame's environ (a marshal dict).
+pub fn push_environ<'a>(
+    out: &mut Vec<u8>,
+    items: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+) {
+    let len: usize = items.clone().map(|(n, v)| str_len(n) + str_len(v)).sum();
+    let start = out.len();
+    out.resize(start + 2 + len, 0);
+    let body = &mut out[start..];
+    body[0] = b'{';
+    let mut at = 1;
+    for (name, value) in items {
+        at += put_str(&mut body[at..], name);
+        at += put_str(&mut body[at..], value);
+    }
+    body[at] = b'0';
+}
+
+/// An environ as [`decode_environ`] returns it: (name, value) in order.
+pub type Environ = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Decodes what [`push_environ`] writes, in order, duplicates kept; the
+/// bytes it took. None for anything else, a non-canonical tag included
+/// ('a' for a short string, 'u' for ASCII). For tests and the fuzzers: the
+/// worker decodes it with `marshal.loads`.
+pub fn decode_environ(buf: &[u8]) -> Option<(Environ, usize)> {
+    fn take_str(buf: &[u8], pos: &mut usize) -> Option<Vec<u8>> {
+        let kind = *buf.get(*pos)?;
+        let (len, at) = match kind {
+            b'z' => (usize::from(*buf.get(*pos + 1)?), *pos + 2),
+            b'a' | b'u' => {
+                let l = buf.get(*pos + 1..*pos + 5)?;
+                (
+                    u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize,
+                    *pos + 5,
+                )
+            }
+            _ => return None,
+        };
+        let bytes = buf.get(at..at.checked_add(len)?)?;
+        *pos = at + len;
+        match kind {
+            b'z' => bytes.is_ascii().then(|| bytes.to_vec()),
+            b'a' => (bytes.is_ascii() && len >= 256).then(|| bytes.to_vec()),
+            // latin-1 back from UTF-8: only code points below 256 are ours.
+            _ => std::str::from_utf8(bytes)
+                .ok()
+                .filter(|s| !s.is_ascii())?
+                .chars()
+                .map(|c| u8::try_from(u32::from(c)).ok())
+                .collect(),
+        }
+    }
+    if buf.first() != Some(&b'{') {
+        return None;
+    }
+    let mut pos = 1;
+    let mut out = Vec::new();
+    while *buf.get(pos)? != b'0' {
+        let name = take_str(buf, &mut pos)?;
+        let value = take_str(buf, &mut pos)?;
+        out.push((name, value));
+    }
+    Some((out, pos + 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +355,54 @@ mod tests {
             push_pairs(&mut out, [(&b"\0\xff"[..], &v[..])].into_iter());
             let (got, _) = decode_pairs(&out).expect("valid pairs");
             assert_eq!(got, [(&b"\0\xff"[..], &v[..])]);
+        }
+    }
+
+    #[test]
+    fn environ_literal_bytes() {
+        let mut out = Vec::new();
+        let long = [b'x'; 256];
+        push_environ(
+            &mut out,
+            [
+                (&b"A"[..], &b""[..]),
+                (&b"B"[..], &b"caf\xe9"[..]),
+                (&b"C"[..], &long[..]),
+            ]
+            .into_iter(),
+        );
+        let mut want = b"{z\x01Az\0z\x01Bu\x05\0\0\0caf\xc3\xa9z\x01Ca\0\x01\0\0".to_vec();
+        want.extend_from_slice(&long);
+        want.push(b'0');
+        assert_eq!(out, want);
+        let (got, used) = decode_environ(&out).expect("our own environ");
+        assert_eq!(used, out.len());
+        assert_eq!(got[1], (b"B".to_vec(), b"caf\xe9".to_vec()));
+        assert_eq!(got[2].1.len(), 256);
+    }
+
+    #[test]
+    fn environ_survives_any_bytes_and_boundary_lengths() {
+        let all: Vec<u8> = (0..=255).collect();
+        for len in [0usize, 127, 128, 255, 256, 65535, 65536] {
+            for value in [
+                vec![b'v'; len],
+                all.iter().copied().cycle().take(len).collect(),
+            ] {
+                let mut out = Vec::new();
+                push_environ(&mut out, [(&b"\0\xff"[..], &value[..])].into_iter());
+                let (got, used) = decode_environ(&out).expect("our own environ");
+                assert_eq!((used, got), (out.len(), vec![(b"\0\xff".to_vec(), value)]));
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_environ_is_none() {
+        let mut out = Vec::new();
+        push_environ(&mut out, [(&b"NAME"[..], &b"caf\xe9"[..])].into_iter());
+        for cut in 0..out.len() {
+            assert_eq!(decode_environ(&out[..cut]), None, "cut {cut}");
         }
     }
 

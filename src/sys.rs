@@ -22,6 +22,12 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     cvt(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
 }
 
+/// Copies queued bytes from a socket without taking them out (MSG_PEEK).
+pub fn peek(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is a valid writable region of buf.len() bytes.
+    cvt(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_PEEK) })
+}
+
 pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: buf is a valid readable region of buf.len() bytes.
     cvt(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })

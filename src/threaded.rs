@@ -354,13 +354,15 @@ impl Shared<'_> {
 /// A pool thread's handler: requests go to the shared worker.
 struct ThreadHandler<'s, 'a> {
     shared: &'s Shared<'a>,
+    /// This thread's request buffers, kept from request to request.
+    bufs: Option<app::Buffers>,
 }
 
 impl Handler for ThreadHandler<'_, '_> {
     fn handle(
         &mut self,
         _id: u16,
-        params: Vec<Param<'_>>,
+        params: &mut Vec<Param<'_>>,
         body: &[u8],
         body_complete: bool,
         t: &mut dyn Transport,
@@ -372,10 +374,12 @@ impl Handler for ThreadHandler<'_, '_> {
         let mut port = mux.open();
         // The worker sees this request under the port's id, unique among
         // the requests open on it.
-        let req = match app::prepare_request(site.as_ref(), port.id, params, body, body_complete) {
-            Ok(req) => req,
-            Err(outcome) => return outcome,
-        };
+        let bufs = self.bufs.take().unwrap_or_default();
+        let req =
+            match app::prepare_request(site.as_ref(), port.id, params, body, body_complete, bufs) {
+                Ok(req) => req,
+                Err(outcome) => return outcome,
+            };
         let (outcome, fate) = req.relay(&mut port, t);
         drop(port);
         if lock(&self.shared.app).log_requests {
@@ -383,6 +387,7 @@ impl Handler for ThreadHandler<'_, '_> {
         }
         let served = mux.served.fetch_add(1, Ordering::SeqCst) + 1;
         let max = req.limits.max_requests;
+        self.bufs = Some(req.into_buffers());
         if fate != Fate::Keep {
             crate::error!(
                 "python worker {} is retired; new requests go to a new one",
@@ -490,7 +495,7 @@ fn accept_loop(
                 shared.check_reload();
                 let io = lock(&shared.app).io_timeout();
                 conn.attach(fd, io);
-                let mut handler = ThreadHandler { shared };
+                let mut handler = ThreadHandler { shared, bufs: None };
                 while let Ok(true) = fastcgi::serve_request(&mut conn, &mut handler, &mut params) {
                     if signals::stop_requested().is_some() {
                         break;

@@ -16,6 +16,7 @@ Stdlib only; runs on Python 3.8 and later.
 """
 
 import importlib
+import marshal
 import os
 import signal
 import struct
@@ -34,6 +35,11 @@ _DONE_EXITING = 0x80  # D code bit: this worker exits after this request
 
 _FLAG_COMPLETE = 1  # R flags bit 0: the body in the frame is the whole body
 _FLAG_HTTPS = 2  # R flags bit 1
+_R_HEAD = struct.Struct("<BQI")  # flags, content length, environ length
+_NO_LENGTH = (1 << 64) - 1  # R content length: no CONTENT_LENGTH
+
+# frame.rs ENVIRON_PROBE, as marshal must read it back from the C frame.
+_PROBE = {"SHORT": "", "LATIN_1": "caf\xe9 \x80\xff", "LONG": "-" * 300}
 
 MAX_OUTPUT = 65535  # largest O payload (frame.rs MAX_OUTPUT)
 MAX_FROM_WORKER = 1 << 20  # largest frame the shim accepts (frame.rs)
@@ -68,6 +74,8 @@ def _TOKEN(s):
 
 
 def _TEXT(s):
+    if s.isascii() and s.isprintable():  # nearly every value: one C pass
+        return True
     return len(s.translate(_NOT_TEXT)) == len(s) and (s.isascii() or max(s) <= "\xff")
 
 
@@ -80,11 +88,6 @@ def _STATUS(s):
         and s[3] == " "
         and _TEXT(s[4:])
     )
-
-# Params that never reach the app. HTTP_PROXY: httpoxy (a "Proxy:" request
-# header must not look like the proxy setting). HTTP_CONTENT_*: PEP 3333
-# wants only CONTENT_TYPE/CONTENT_LENGTH.
-_DROPPED = ("HTTP_PROXY", "HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH")
 
 
 class ShimError(BaseException):
@@ -266,6 +269,8 @@ class Input:
     body streams through, it is never held whole.
     """
 
+    __slots__ = ("_chan", "_rid", "_buf", "_pos", "_left")
+
     def __init__(self, chan, rid, prefix, limit, complete):
         if limit is not None and len(prefix) > limit:
             prefix = prefix[:limit]
@@ -416,6 +421,8 @@ class Response:
     already in memory: it waits for close() and goes out with D.
     """
 
+    __slots__ = ("chan", "rid", "head", "headers_sent", "wrote", "_pending", "_pending_len")
+
     def __init__(self, chan, rid):
         self.chan = chan
         self.rid = rid
@@ -518,40 +525,26 @@ class Response:
 
 
 def _environ(payload, base):
-    """PEP 3333 environ from an R payload: (environ, flags, body prefix).
+    """PEP 3333 environ from an R payload: (environ, flags, content length
+    or None, body prefix).
 
-    Params are bytes; latin-1 maps each byte to one code point, so decoding
-    the whole block once keeps every offset valid and every byte intact
-    (PEP 3333 "Unicode Issues").
+    The shim sends the params as a marshal dict whose strings are the
+    params' bytes read as latin-1 (frame.rs): one C call builds it, every
+    byte intact (PEP 3333 "Unicode Issues"). The shim has also dropped what
+    must not reach the app and added the CGI names the app may rely on.
     """
-    lens, start, body_start = _pairs_at(payload, 1)
-    flags = payload[0]
-    text = payload[start:body_start].decode("latin-1")
-    environ = {}
-    pos = 0
-    lens = iter(lens)
-    for name_len, value_len in zip(lens, lens):
-        mid = pos + name_len
-        end = mid + value_len
-        environ[text[pos:mid]] = text[mid:end]
-        pos = end
-    for name in _DROPPED:
-        environ.pop(name, None)
-    for name in ("SCRIPT_NAME", "PATH_INFO", "QUERY_STRING"):
-        if name not in environ:
-            environ[name] = ""
+    start = _R_HEAD.size
+    try:
+        flags, length, size = _R_HEAD.unpack_from(payload)
+        environ = marshal.loads(payload[start : start + size])
+    except (struct.error, EOFError, ValueError, TypeError) as exc:
+        raise ShimError("an R frame's environ does not decode: %s" % exc) from None
+    if type(environ) is not dict or len(payload) < start + size:
+        raise ShimError("an R frame's environ does not decode: not a dict of its stated size")
     environ.update(base)  # after the params: no param can pose as wsgi.*
     environ["wsgi.url_scheme"] = "https" if flags & _FLAG_HTTPS else "http"
     environ["wsgi.errors"] = sys.stderr
-    return environ, flags, payload[body_start:]
-
-
-def _content_length(environ):
-    """CONTENT_LENGTH as an int, or None when absent or not a plain number."""
-    value = environ.get("CONTENT_LENGTH")
-    if value and value.isascii() and value.isdigit() and len(value) < 19:
-        return int(value)
-    return None
+    return environ, flags, (None if length == _NO_LENGTH else length), payload[start + size :]
 
 
 def _describe(environ):
@@ -563,10 +556,8 @@ def _describe(environ):
 
 def handle(chan, app, base, rid, payload):
     """Serve one R frame: call the app, send its response, then D."""
-    environ, flags, prefix = _environ(payload, base)
-    environ["wsgi.input"] = Input(
-        chan, rid, prefix, _content_length(environ), flags & _FLAG_COMPLETE
-    )
+    environ, flags, length, prefix = _environ(payload, base)
+    environ["wsgi.input"] = Input(chan, rid, prefix, length, flags & _FLAG_COMPLETE)
     response = Response(chan, rid)
     failed = False
     fatal = None  # SystemExit from the app: finish this request, then exit
@@ -639,9 +630,24 @@ def load_app(spec, django):
     return obj
 
 
+def _check_probe(probe):
+    """The C frame's probe must read back as _PROBE (frame.rs): else this
+    Python's marshal would misread every request."""
+    try:
+        got = marshal.loads(probe)
+    except Exception as exc:
+        got = exc
+    if got != _PROBE:
+        raise RuntimeError(
+            "this Python (%s) does not read fcgi-shim's request format (marshal"
+            " gave %r): use another interpreter, or report it with the Python"
+            " version" % (sys.version.split()[0], got)
+        )
+
+
 def _load(chan, rid, payload):
     """Apply the C frame, import the app, answer K; on failure F and exit 3."""
-    spec, django, paths, run_once, threads = "", False, [], False, 1
+    spec, django, paths, run_once, threads, probe = "", False, [], False, 1, None
     lens, start, _ = _pairs_at(payload, 0)
     for name, value in _split_pairs(lens, payload[start:]):
         if name == b"app":
@@ -654,6 +660,8 @@ def _load(chan, rid, payload):
             run_once = value == b"1"
         elif name == b"threads":
             threads = max(1, int(value or b"1"))
+        elif name == b"probe":
+            probe = value
         # Unknown keys are ignored: a newer shim may send more.
     # `-c` puts the cwd first on sys.path; the site's path entries replace it.
     if sys.path and sys.path[0] == "":
@@ -661,6 +669,7 @@ def _load(chan, rid, payload):
     sys.path[0:0] = paths
     started = time.perf_counter()
     try:
+        _check_probe(probe)
         app = load_app(spec, django)
     except BaseException:  # SystemExit and KeyboardInterrupt from an import too
         _flush_stdio()

@@ -163,8 +163,24 @@ def fpairs(items):
     return out + b"".join(n + v for n, v in items)
 
 
-def request_frame(rid, params, body, flags):
-    return frame(b"R", rid, bytes([flags]) + fpairs(params) + body)
+def marshal_str(value):
+    """A param as frame.rs push_environ writes it (a marshal str)."""
+    data = to_bytes(value)
+    if data.isascii() and len(data) < 256:
+        return b"z" + bytes([len(data)]) + data
+    if data.isascii():
+        return b"a" + struct.pack("<I", len(data)) + data
+    text = data.decode("latin-1").encode("utf-8")
+    return b"u" + struct.pack("<I", len(text)) + text
+
+
+def fenviron(items):
+    return b"{" + b"".join(marshal_str(n) + marshal_str(v) for n, v in items) + b"0"
+
+
+def request_frame(rid, params, body, flags, length=(1 << 64) - 1):
+    environ = fenviron(params)
+    return frame(b"R", rid, struct.pack("<BQI", flags, length, len(environ)) + environ + body)
 
 
 def fastcgi_seeds():
@@ -272,6 +288,7 @@ def frame_seeds():
         "worker-post": get_input + out + get_input + out + done[0],
         "done-codes": b"".join(done),
         "pairs-only": fpairs([("A", "bc"), ("", "")]),
+        "environ-only": fenviron([("A", ""), ("B", b"caf\xe9"), ("C", "x" * 300)]),
         "oversized": struct.pack("<cHI", b"O", 1, 0xFFFFFFFF),
     }
 

@@ -43,6 +43,43 @@ def pack_pairs(pairs):
     return struct.pack("<I", len(pairs)) + lens + b"".join(flat)
 
 
+def _marshal_str(value):
+    """One param as frame.rs writes it: a marshal str of its latin-1 bytes."""
+    data = _bytes(value)
+    if data.isascii() and len(data) < 256:
+        return b"z" + bytes([len(data)]) + data
+    if data.isascii():
+        return b"a" + struct.pack("<I", len(data)) + data
+    text = data.decode("latin-1").encode("utf-8")
+    return b"u" + struct.pack("<I", len(text)) + text
+
+
+def pack_environ(pairs):
+    """An R frame's environ, byte for byte as frame.rs push_environ writes it."""
+    return b"{" + b"".join(_marshal_str(n) + _marshal_str(v) for n, v in pairs) + b"0"
+
+
+def content_length(params):
+    """CONTENT_LENGTH as the shim parses it (environ.rs): digits or nothing."""
+    value = _bytes(params.get("CONTENT_LENGTH", ""))
+    if value and len(value) <= 19 and value.isdigit() and value.isascii():
+        return int(value)
+    return None
+
+
+NO_LENGTH = (1 << 64) - 1
+
+
+def request_payload(params, body=b"", complete=True, https=False):
+    """An R payload: flags, content length, environ, then the body prefix."""
+    flags = (1 if complete else 0) | (2 if https else 0)
+    environ = pack_environ(list(params.items()))
+    length = content_length(params)
+    head = struct.pack("<BQI", flags, NO_LENGTH if length is None else length, len(environ))
+    return head + environ + body
+
+
+
 def unpack_pairs(payload):
     (count,) = struct.unpack_from("<I", payload)
     lens = struct.unpack_from("<%dI" % (2 * count), payload, 4)
@@ -59,6 +96,10 @@ def unpack_pairs(payload):
 
 def _bytes(value):
     return value if isinstance(value, bytes) else value.encode("latin-1")
+
+
+# frame.rs ENVIRON_PROBE, as the shim sends it in C.
+PROBE = pack_environ([("SHORT", ""), ("LATIN_1", b"caf\xe9 \x80\xff"), ("LONG", "-" * 300)])
 
 
 def cgi_params(method="GET", path="/", query="", body=None, **extra):
@@ -116,6 +157,7 @@ class Worker:
         self.config = [("app", app), ("django", "1" if django else "")]
         self.config += [("path", p) for p in paths]
         self.config.append(("run_once", "1" if run_once else ""))
+        self.config.append(("probe", PROBE))
         to_worker_r, self.to_worker = os.pipe()
         self.from_worker, from_worker_w = os.pipe()
         log_r, log_w = os.pipe()
@@ -232,9 +274,7 @@ class Worker:
         """
         complete = prefix is None
         sent = len(body) if complete else prefix
-        flags = (1 if complete else 0) | (2 if https else 0)
-        payload = bytes([flags]) + pack_pairs(list(params.items())) + body[:sent]
-        self.send(frame("R", rid, payload))
+        self.send(frame("R", rid, request_payload(params, body[:sent], complete, https)))
         events = []
         while True:
             got = self.read_frame()

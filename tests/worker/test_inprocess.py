@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from fakeshim import ROOT, Result, cgi_params, frame, pack_pairs
+from fakeshim import ROOT, Result, cgi_params, frame, request_payload
 
 
 def _load_worker():
@@ -71,7 +71,7 @@ def test_syscalls_per_request(monkeypatch, app, writes):
     shim_in, worker_out = os.pipe()
     worker_in, shim_out = os.pipe()
     try:
-        os.write(shim_out, frame("R", 9, b"\x01" + pack_pairs(list(cgi_params().items()))))
+        os.write(shim_out, frame("R", 9, request_payload(cgi_params())))
         calls = []
 
         def counted(name):
@@ -104,7 +104,7 @@ def test_django_like_close_is_called():
     response = DjangoLikeResponse(b"x")
     try:
         chan = worker.Channel(-1, worker_out)
-        environ_payload = b"\x01" + pack_pairs(list(cgi_params().items()))
+        environ_payload = request_payload(cgi_params())
 
         def app(environ, start_response):
             start_response("200 OK", [])

@@ -159,11 +159,23 @@ def test_a_frame_other_than_R_between_requests_is_a_protocol_error(serve):
     assert "expected an R frame, got 'I'" in worker.log()
 
 
-def test_pair_lengths_past_the_frame_are_a_protocol_error(serve):
+@pytest.mark.parametrize(
+    "environ",
+    [b"{z\x05short", b"{zAzb", b"[\x00\x00\x00\x00", b"\xff"],
+    ids=["truncated-str", "unterminated-dict", "a-list", "not-marshal"],
+)
+def test_an_environ_that_does_not_decode_is_a_protocol_error(serve, environ):
     worker = serve("hello")
-    worker.send(frame("R", 1, b"\x01" + struct.pack("<III", 1, 5, 100) + b"short"))
+    worker.send(frame("R", 1, struct.pack("<BQI", 1, 0, len(environ)) + environ))
     assert worker.wait() == 1
-    assert "pair lengths run past the end of their frame" in worker.log()
+    assert "an R frame's environ does not decode" in worker.log()
+
+
+def test_an_environ_length_past_the_frame_is_a_protocol_error(serve):
+    worker = serve("hello")
+    worker.send(frame("R", 1, struct.pack("<BQI", 1, 0, 100) + b"{0"))
+    assert worker.wait() == 1
+    assert "an R frame's environ does not decode" in worker.log()
 
 
 def test_sys_exit_in_a_request_ends_it_then_the_worker(serve):

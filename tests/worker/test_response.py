@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from fakeshim import MAX_OUTPUT, cgi_params, frame, pack_pairs
+from fakeshim import MAX_OUTPUT, cgi_params, frame, request_payload
 
 import testapps  # the apps the worker runs; imported here for their tables
 
@@ -206,7 +206,7 @@ def test_close_is_called_when_the_shim_stops_reading(serve):
     worker = serve("Tracked")
     os.close(worker.from_worker)  # the worker's next write gets EPIPE
     worker.from_worker = None
-    worker.send(frame("R", 1, b"\x01" + pack_pairs(list(cgi_params(query="ok").items()))))
+    worker.send(frame("R", 1, request_payload(cgi_params(query="ok"))))
     assert worker.wait() == 1
     log = worker.log()
     assert "closed: ok" in log
@@ -217,7 +217,7 @@ def test_close_is_called_when_the_shim_goes_away_mid_input(serve):
     # The app's `except Exception` must not swallow the lost shim.
     worker = serve("ReadsInBody")
     params = cgi_params("POST", body=b"0123456789")
-    worker.send(frame("R", 1, b"\x00" + pack_pairs(list(params.items()))))
+    worker.send(frame("R", 1, request_payload(params, complete=False)))
     kind, _, _ = worker.read_frame()
     assert kind == "G"
     worker.close_input()

@@ -1,9 +1,10 @@
-//! The worker frame decoder (`frame::decode_header`, `decode_pairs`) on any
-//! bytes, and a stream of frames walked as `worker.rs` reads the worker's.
+//! The worker frame decoders (`frame::decode_header`, `decode_pairs`,
+//! `decode_environ`) on any bytes, and a stream of frames walked as
+//! `worker.rs` reads the worker's.
 #![no_main]
 
 use fcgi_shim::frame;
-use fcgi_shim_fuzz::check_frame_pairs;
+use fcgi_shim_fuzz::{check_frame_environ, check_frame_pairs};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -20,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
         None => assert!(data.len() < frame::HEADER_LEN),
     }
     check_frame_pairs(data);
+    check_frame_environ(data);
 
     // Frames one after another, as Worker::next walks its buffer.
     let mut pos = 0;
@@ -34,8 +36,8 @@ fuzz_target!(|data: &[u8]| {
         match h.kind {
             frame::READY | frame::CONFIG => check_frame_pairs(payload),
             frame::REQUEST => {
-                if let Some(rest) = payload.get(1..) {
-                    check_frame_pairs(rest);
+                if let Some(rest) = payload.get(frame::REQUEST_HEAD_LEN..) {
+                    check_frame_environ(rest);
                 }
             }
             frame::DONE => {

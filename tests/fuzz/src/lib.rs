@@ -139,10 +139,13 @@ fn strict_percent_decode(s: &[u8]) -> Option<Vec<u8>> {
 /// out as it went in, in order.
 const TOUCHED: &[&[u8]] = &[
     b"HTTP_PROXY",
+    b"HTTP_CONTENT_TYPE",
+    b"HTTP_CONTENT_LENGTH",
     b"HTTP_AUTHORIZATION",
     b"REMOTE_ADDR",
     b"SCRIPT_NAME",
     b"PATH_INFO",
+    b"QUERY_STRING",
 ];
 
 /// Runs decoded params through `environ::prepare` and `request_frame` as
@@ -157,9 +160,15 @@ pub fn prepare_and_frame(pairs: &[(&[u8], &[u8])], selector: u8, body: &[u8]) {
     let prep = environ::prepare(&mut params, site.as_ref());
 
     assert!(
-        params.iter().all(|(n, _)| n.as_ref() != b"HTTP_PROXY"),
-        "httpoxy: HTTP_PROXY reached the app"
+        params.iter().all(|(n, _)| !matches!(
+            n.as_ref(),
+            b"HTTP_PROXY" | b"HTTP_CONTENT_TYPE" | b"HTTP_CONTENT_LENGTH"
+        )),
+        "httpoxy: HTTP_PROXY (or an HTTP_CONTENT_*) reached the app"
     );
+    for name in [&b"SCRIPT_NAME"[..], b"PATH_INFO", b"QUERY_STRING"] {
+        assert!(last(&params, name).is_some(), "a CGI param is missing");
+    }
     assert!(
         params
             .iter()
@@ -210,11 +219,16 @@ pub fn prepare_and_frame(pairs: &[(&[u8], &[u8])], selector: u8, body: &[u8]) {
             "https from nothing"
         );
     }
-    if let Some(n) = prep.content_length {
-        let v = last(&params, b"CONTENT_LENGTH").expect("content_length from CONTENT_LENGTH");
-        let v = std::str::from_utf8(v).expect("a parsed CONTENT_LENGTH is text");
-        assert_eq!(v.trim().parse::<u64>().ok(), Some(n));
-    }
+    // CONTENT_LENGTH is a number only when it is all digits.
+    let digits = last(&params, b"CONTENT_LENGTH")
+        .filter(|v| !v.is_empty() && v.len() <= 19 && v.iter().all(u8::is_ascii_digit));
+    let want = digits.map(|v| {
+        std::str::from_utf8(v)
+            .expect("digits are text")
+            .parse::<u64>()
+            .expect("19 digits fit a u64")
+    });
+    assert_eq!(prep.content_length, want, "CONTENT_LENGTH");
 
     // The mount repair: when PATH_INFO was reinterpreted, SCRIPT_NAME +
     // PATH_INFO is the decoded request path.
@@ -234,7 +248,8 @@ pub fn prepare_and_frame(pairs: &[(&[u8], &[u8])], selector: u8, body: &[u8]) {
 
     // The R frame carries the params as they are now, and the body after.
     let complete = selector & 0x10 != 0;
-    let f = environ::request_frame(7, &params, &prep, body, complete);
+    let mut f = Vec::new();
+    environ::request_frame(&mut f, 7, &params, &prep, body, complete);
     let h = frame::decode_header(&f).expect("an R frame has a whole header");
     assert_eq!(
         (h.kind, h.id, h.len as usize),
@@ -247,12 +262,17 @@ pub fn prepare_and_frame(pairs: &[(&[u8], &[u8])], selector: u8, body: &[u8]) {
     if prep.https {
         flags |= frame::FLAG_HTTPS;
     }
-    assert_eq!(f[frame::HEADER_LEN], flags);
-    let rest = &f[frame::HEADER_LEN + 1..];
-    let (got, used) = frame::decode_pairs(rest).expect("the pairs of an R frame decode");
+    let head = &f[frame::HEADER_LEN..frame::HEADER_LEN + frame::REQUEST_HEAD_LEN];
+    assert_eq!(head[0], flags);
+    let length = u64::from_le_bytes(head[1..9].try_into().expect("8 bytes"));
+    assert_eq!(length, prep.content_length.unwrap_or(frame::NO_LENGTH));
+    let environ_len = u32::from_le_bytes(head[9..13].try_into().expect("4 bytes")) as usize;
+    let rest = &f[frame::HEADER_LEN + frame::REQUEST_HEAD_LEN..];
+    let (got, used) = frame::decode_environ(rest).expect("the environ of an R frame decodes");
+    assert_eq!(used, environ_len, "environ_len");
     let want: Vec<_> = params
         .iter()
-        .map(|(n, v)| (n.as_ref(), v.as_ref()))
+        .map(|(n, v)| (n.to_vec(), v.to_vec()))
         .collect();
     assert_eq!(got, want);
     assert_eq!(&rest[used..], body);
@@ -347,4 +367,19 @@ pub fn check_frame_pairs(buf: &[u8]) {
     let mut again = Vec::new();
     frame::push_pairs(&mut again, pairs.iter().copied());
     assert_eq!(again, buf[..used], "re-encoded pairs differ");
+}
+
+/// Checks `frame::decode_environ` on any bytes: what it accepts is exactly
+/// what `push_environ` writes.
+pub fn check_frame_environ(buf: &[u8]) {
+    let Some((items, used)) = frame::decode_environ(buf) else {
+        return;
+    };
+    assert!(used <= buf.len());
+    let mut again = Vec::new();
+    frame::push_environ(
+        &mut again,
+        items.iter().map(|(n, v)| (&n[..], &v[..])),
+    );
+    assert_eq!(again, buf[..used], "re-encoded environ differs");
 }
