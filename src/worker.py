@@ -15,13 +15,18 @@ exit 3); then serve one R frame at a time (PEP 3333) until EOF on fd 3.
 Stdlib only; runs on Python 3.8 and later.
 """
 
-import importlib
 import marshal
 import os
-import signal
 import struct
 import sys
 import time
+
+# Not the `signal` module: it imports enum, 3 ms at every start, which a
+# CGI request pays in full. Not importlib either (0.3 ms): __import__ does.
+try:
+    import _signal
+except ImportError:  # not CPython
+    import signal as _signal
 
 # Frame types (src/frame.rs): shim to worker, then worker to shim.
 _C, _R, _I, _Z = b"CRIZ"
@@ -616,7 +621,8 @@ def load_app(spec, django):
     else Django's when `django` is set."""
     if spec:
         module_name, _, attrs = spec.partition(":")
-        obj = importlib.import_module(module_name)
+        __import__(module_name)  # as importlib.import_module, for absolute names
+        obj = sys.modules[module_name]
         for part in (attrs or "application").split("."):
             obj = getattr(obj, part)
     elif django:
@@ -776,7 +782,7 @@ def serve_threaded(chan, app, base):
 
 def main():
     # The shim owns Ctrl-C for the whole process group; SIGTERM stays default.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     # Nothing the app spawns may hold or use the frame pipes.
     os.set_inheritable(3, False)
     os.set_inheritable(4, False)

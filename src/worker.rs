@@ -24,10 +24,62 @@ const WORKER_SOURCE: &str = include_str!("worker.py");
 /// The most time between two reads of the worker's log pipe while it
 /// answers requests back to back.
 const LOG_EVERY: Duration = Duration::from_millis(100);
-/// Run as `python -c LOADER`: reads a u32 LE length and that much worker
-/// source from fd 3 (see `frame.rs`), then runs it; EOF means exit quietly.
-/// It travels in argv, so `ps` shows it: kept to bare code, comments here.
+/// Run as `python -c LOADER fcgi-shim-worker [CACHE]`: reads a u32 LE
+/// length and that much worker source from fd 3 (see `frame.rs`), then runs
+/// it; EOF means exit quietly. It travels in argv, so `ps` shows it: kept to
+/// bare code, comments here.
+///
+/// Compiling the worker takes ~3 ms, and a CGI request pays it every time:
+/// so the compiled code is kept, as marshal data, in the file named CACHE
+/// plus the interpreter's bytecode magic number (as Python keeps .pyc files),
+/// written by the first worker (a temporary file renamed into place) and
+/// read by the next. CACHE names the worker source by its hash, and lies
+/// in a directory only this user may write (see [`code_cache`]): a cached
+/// file is run as code. Anything wrong with it (missing, corrupt, another
+/// Python's) means compiling as before.
 const LOADER: &str = include_str!("loader.py");
+
+/// FNV-1a of the worker source, to tell one build's cache from another's.
+const SOURCE_HASH: u64 = {
+    let bytes = WORKER_SOURCE.as_bytes();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash = (hash ^ bytes[i] as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    hash
+};
+
+/// The CACHE argument of [`LOADER`]: `$TMPDIR/fcgi-shim-UID/worker-HASH-`,
+/// once the directory is known to be this user's own and private (created
+/// 0700 here, or found so: a directory someone else made, or one others
+/// may write, is not used). None: no cache, the worker compiles.
+fn code_cache() -> Option<&'static std::ffi::OsStr> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    static CACHE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    CACHE
+        .get_or_init(|| {
+            // SAFETY: getuid has no memory effects and cannot fail.
+            let uid = unsafe { libc::getuid() };
+            let dir = std::env::temp_dir().join(format!("fcgi-shim-{uid}"));
+            // Dropped: it may exist already; what counts is the check below.
+            let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+            let meta = std::fs::symlink_metadata(&dir).ok()?;
+            let private = meta.is_dir() && meta.uid() == uid && meta.mode() & 0o077 == 0;
+            if !private {
+                crate::warn!(
+                    "{} is not a private directory of this user's; the python worker is \
+                     compiled at every start",
+                    dir.display()
+                );
+                return None;
+            }
+            Some(dir.join(format!("worker-{SOURCE_HASH:016x}-")))
+        })
+        .as_deref()
+        .map(Path::as_os_str)
+}
 
 /// What the worker reported once the app was imported.
 #[derive(Clone, Debug, Default)]
@@ -202,6 +254,9 @@ impl Worker {
 
         let mut cmd = Command::new(&python);
         cmd.arg("-c").arg(LOADER).arg("fcgi-shim-worker");
+        if let Some(cache) = code_cache() {
+            cmd.arg(cache);
+        }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(log_child))
             .stderr(Stdio::from(log_child2));
