@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::affinity::Pair;
 use crate::bridge::{self, Fate, Outcome, Port, Summary, Transport};
 use crate::config::{self, Site};
 use crate::environ::{self, Param};
@@ -230,6 +231,8 @@ pub struct App {
     pub log_requests: bool,
     /// Kept for the next request's [`prepare_request`].
     bufs: Option<Buffers>,
+    /// The shim and its worker on one CPU (site.toml `pin_cpu`).
+    pair: Pair,
 }
 
 impl App {
@@ -251,6 +254,8 @@ impl App {
             on_busy: None,
             log_requests: false,
             bufs: None,
+            // One request under CGI: nothing to gain.
+            pair: Pair::new(!run_once),
         };
         app.apply_site();
         app.stamps = app
@@ -370,9 +375,15 @@ impl App {
             Ok(req) => req,
             Err(outcome) => return outcome,
         };
-        let Some(w) = self.ensure_worker() else {
+        let pin = self.site().is_some_and(|s| s.pin_cpu);
+        let Some(pid) = self.ensure_worker().map(|w| w.pid) else {
             return Outcome::Failed(500);
         };
+        if pin {
+            self.pair.place(pid);
+        }
+        let w = self.worker.as_mut().expect("ensure_worker returned it");
+        w.same_cpu = self.pair.holds(pid);
         let (mut outcome, mut fate) = req.relay(w, t);
         if fate == Fate::Refused {
             // The worker died while idle, and the request never reached it:
@@ -382,8 +393,15 @@ impl App {
                 let how = w.kill();
                 crate::error!("python worker {pid} {how} while idle; starting a new one");
             }
-            (outcome, fate) = match self.ensure_worker() {
-                Some(w) => req.relay(w, t),
+            (outcome, fate) = match self.ensure_worker().map(|w| w.pid) {
+                Some(pid) => {
+                    if pin {
+                        self.pair.place(pid);
+                    }
+                    let w = self.worker.as_mut().expect("ensure_worker returned it");
+                    w.same_cpu = self.pair.holds(pid);
+                    req.relay(w, t)
+                }
                 None => (Outcome::Failed(500), Fate::Keep),
             };
             if fate == Fate::Refused {
@@ -397,6 +415,7 @@ impl App {
         if self.log_requests {
             req.log_outcome(&outcome);
         }
+        self.pair.review();
         let limits = req.limits;
         let mut bufs = req.into_buffers();
         // One huge request must not keep its memory for the life of the
@@ -531,6 +550,11 @@ impl App {
     /// While idle: the worker's descriptors (log output, death).
     pub fn idle_fds(&self) -> Option<[std::os::fd::RawFd; 2]> {
         self.worker.as_ref().map(Worker::idle_fds)
+    }
+
+    /// Once a second while idle.
+    pub fn tick(&mut self) {
+        self.pair.review();
     }
 
     /// Called when an idle worker's descriptors woke us: log its output, and

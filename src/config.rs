@@ -34,9 +34,9 @@ pub struct Site {
     pub debug_allow: Vec<Net>,
     /// Extra files whose change triggers a reload.
     pub watch: Vec<PathBuf>,
-    /// Keep the Python worker on the CPU the shim runs on (`worker.rs`,
-    /// `follow_cpu`). True unless site.toml says `pin_worker = false`.
-    pub pin_worker: bool,
+    /// Run the shim and its Python worker on one CPU (`affinity.rs`). True
+    /// unless site.toml says `pin_cpu = false`.
+    pub pin_cpu: bool,
     pub limits: Limits,
 }
 
@@ -195,7 +195,7 @@ const KEYS: &[(&str, &str)] = &[
         "watch",
         "an array of strings (files whose change reloads the app)",
     ),
-    ("pin_worker", "true or false"),
+    ("pin_cpu", "true or false"),
     ("max_requests", "a whole number of requests, 0 for no limit"),
     ("request_timeout", "a whole number of seconds"),
     (
@@ -275,7 +275,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Site, Error> {
     let dir = file.parent().unwrap_or(Path::new("/"));
     let mut site = Site {
         file: file.to_path_buf(),
-        pin_worker: true,
+        pin_cpu: true,
         ..Site::default()
     };
 
@@ -420,7 +420,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Site, Error> {
             }
             "trusted_proxies" => site.trusted_proxies = nets()?,
             "debug" => site.debug = v.as_bool().ok_or_else(|| wrong(v))?,
-            "pin_worker" => site.pin_worker = v.as_bool().ok_or_else(|| wrong(v))?,
+            "pin_cpu" => site.pin_cpu = v.as_bool().ok_or_else(|| wrong(v))?,
             "debug_allow" => site.debug_allow = nets()?,
             "watch" => site.watch = strings()?.iter().map(|p| dir.join(p)).collect(),
             "max_requests" => {

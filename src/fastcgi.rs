@@ -759,6 +759,7 @@ fn idle(app: &mut App, listener: RawFd, last_request: &mut Instant) -> bool {
     if woken.ready(0) {
         return false;
     }
+    app.tick();
     match app.changed() {
         Change::None => {}
         Change::Restart => {

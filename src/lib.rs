@@ -9,7 +9,8 @@
 //!  CGI env + stdin  ----------> cgi.rs -------------------+   environ.rs   frame.rs   (pipes)  (the app)
 //!
 //!  beside the path: config.rs (site.toml), log.rs, signals.rs, worker.rs (the child
-//!  process), sys.rs (syscalls), cli.rs (help, check), init.rs (init),
+//!  process), affinity.rs (the shim and its worker on one CPU), sys.rs (syscalls),
+//!  cli.rs (help, check), init.rs (init),
 //!  runfcgi.rs (the seed's external FastCGI server: prefork over fastcgi.rs,
 //!  threaded.rs for method=threaded)
 //! ```
@@ -21,6 +22,7 @@
 //! The modules are a library so that the codecs can be fuzzed and tested
 //! on their own; `main.rs` only picks the mode.
 
+pub mod affinity;
 pub mod app;
 pub mod bridge;
 pub mod cgi;

@@ -144,14 +144,10 @@ pub struct Worker {
     pub served: u64,
     /// A frame was just sent: the next read would find nothing.
     just_sent: bool,
-    /// The CPU the worker is kept on (see [`Worker::follow_cpu`]); None
-    /// when it is not kept anywhere.
-    cpu: Option<libc::c_int>,
-    /// Keep the worker on the shim's CPU (a single-request worker, and
-    /// site.toml's `pin_worker`).
-    follow: bool,
     /// When the log pipe was last read (see `settle_log`).
     log_drained: Instant,
+    /// The worker is bound to the CPU the shim runs on (`affinity.rs`).
+    pub same_cpu: bool,
 }
 
 /// Environment variables of a CGI request: never copied into the worker's
@@ -344,9 +340,8 @@ impl Worker {
             ready: Ready::default(),
             served: 0,
             just_sent: false,
-            cpu: None,
-            follow: threads == 1 && !run_once && site.pin_worker,
             log_drained: Instant::now(),
+            same_cpu: false,
         };
         for fd in [w.to.as_raw_fd(), w.from.as_raw_fd(), w.log_fd()] {
             sys::set_nonblocking(fd, true).map_err(|e| spawn_err("fcntl", e))?;
@@ -481,49 +476,9 @@ impl Worker {
         }
     }
 
-    /// Keeps a single-request worker on the CPU the shim is running on.
-    ///
-    /// The shim and its worker take turns: one waits while the other works.
-    /// Left to itself the scheduler wakes each on whichever CPU is idle, and
-    /// a wake-up across CPUs costs tens of microseconds where one on the
-    /// same CPU costs one (measured here in a VM: a pipe round trip of 62 µs
-    /// across two CPUs, 1.9 µs on one; tests/bench has the figures). The
-    /// shim itself stays free: the scheduler places it, and the worker
-    /// follows when it moves, which costs one sched_setaffinity call.
-    fn follow_cpu(&mut self) {
-        if !self.follow {
-            return;
-        }
-        // SAFETY: sched_getcpu has no memory effects (musl: the vDSO).
-        let cpu = unsafe { libc::sched_getcpu() };
-        if cpu < 0 || self.cpu == Some(cpu) {
-            return;
-        }
-        if cpu as usize >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
-            self.follow = false; // past CPU_SETSIZE: a set cannot name it
-            return;
-        }
-        // SAFETY: an all-zero cpu_set_t is the empty set; CPU_SET writes
-        // inside it (cpu is below CPU_SETSIZE, checked above).
-        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        unsafe { libc::CPU_SET(cpu as usize, &mut set) };
-        // SAFETY: set is a valid cpu_set_t of the size given; pid is our child.
-        let r = unsafe {
-            libc::sched_setaffinity(self.pid, std::mem::size_of::<libc::cpu_set_t>(), &set)
-        };
-        if r == 0 {
-            self.cpu = Some(cpu);
-        } else {
-            // A cpuset that excludes the CPU, say: stop trying, and leave
-            // the placement to the scheduler.
-            self.follow = false;
-        }
-    }
-
     /// Writes all of `parts` (at most four) to the worker. Ok(false) when a
     /// stop signal's grace ran out first.
     pub fn send(&mut self, parts: &[&[u8]], deadline: Option<Instant>) -> io::Result<bool> {
-        self.follow_cpu();
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let mut done = 0;
         while done < total {
@@ -608,13 +563,10 @@ impl Worker {
                 self.start = 0;
             }
             if std::mem::take(&mut self.just_sent) {
-                if self.cpu.is_some() {
-                    // The worker, woken on this CPU, runs while we yield
-                    // it: it answers, blocks on its next read, and we go
-                    // on with the answer there. We never sleep, so its
-                    // write wakes no one and we are not moved to another
-                    // CPU (see follow_cpu). A slow app is preempted in
-                    // time; its answer is then not there and we wait.
+                if self.same_cpu {
+                    // The worker, woken on this CPU, runs while we yield it
+                    // the CPU: a quick answer is there when we come back, and
+                    // we never slept. A slow one is not, and we sleep below.
                     // SAFETY: sched_yield has no memory effects.
                     unsafe { libc::sched_yield() };
                 } else if let Some(event) = self.wait_readable(deadline)? {
