@@ -31,14 +31,6 @@ pub struct Prepared {
     pub content_length: Option<u64>,
 }
 
-fn get<'p>(params: &'p [Param<'_>], name: &[u8]) -> Option<&'p [u8]> {
-    params
-        .iter()
-        .rev()
-        .find(|(n, _)| n.as_ref() == name)
-        .map(|(_, v)| v.as_ref())
-}
-
 fn set<'a>(params: &mut Vec<Param<'a>>, name: &'static [u8], value: Vec<u8>) {
     params.retain(|(n, _)| n.as_ref() != name);
     params.push((Cow::Borrowed(name), Cow::Owned(value)));
@@ -76,92 +68,166 @@ pub fn parse_content_length(digits: &[u8]) -> Option<u64> {
     })
 }
 
+/// Where the params that `prepare` reads stand: the index of the last of
+/// each (the last of duplicates wins, as in the worker's dict). One pass
+/// over the params instead of a search per name.
+#[derive(Default)]
+struct Found {
+    script_name: Option<usize>,
+    path_info: Option<usize>,
+    query_string: Option<usize>,
+    request_uri: Option<usize>,
+    authorization: Option<usize>,
+    remote_addr: Option<usize>,
+    https: Option<usize>,
+    request_scheme: Option<usize>,
+    server_port: Option<usize>,
+    forwarded_proto: Option<usize>,
+    forwarded_for: Option<usize>,
+    content_length: Option<usize>,
+    /// A REDIRECT_...HTTP_AUTHORIZATION with a value: (prefixes, index),
+    /// the fewest prefixes (the latest redirect), the last of equals.
+    redirect_authorization: Option<(usize, usize)>,
+    /// Something to drop (see [`dropped`]).
+    dropped: bool,
+}
+
+impl Found {
+    fn scan(params: &[Param<'_>]) -> Found {
+        let mut f = Found::default();
+        for (i, (name, value)) in params.iter().enumerate() {
+            let slot = match name.as_ref() {
+                b"SCRIPT_NAME" => &mut f.script_name,
+                b"PATH_INFO" => &mut f.path_info,
+                b"QUERY_STRING" => &mut f.query_string,
+                b"REQUEST_URI" => &mut f.request_uri,
+                b"HTTP_AUTHORIZATION" if !value.is_empty() => &mut f.authorization,
+                b"REMOTE_ADDR" => &mut f.remote_addr,
+                b"HTTPS" => &mut f.https,
+                b"REQUEST_SCHEME" => &mut f.request_scheme,
+                b"SERVER_PORT" => &mut f.server_port,
+                b"HTTP_X_FORWARDED_PROTO" => &mut f.forwarded_proto,
+                b"HTTP_X_FORWARDED_FOR" => &mut f.forwarded_for,
+                b"CONTENT_LENGTH" => &mut f.content_length,
+                n if dropped(n, value) => {
+                    f.dropped = true;
+                    continue;
+                }
+                n if n.starts_with(b"REDIRECT_") && !value.is_empty() => {
+                    if let Some(depth) = redirect_depth(n).filter(|&d| d <= 4)
+                        && f.redirect_authorization
+                            .is_none_or(|(best, _)| depth <= best)
+                    {
+                        f.redirect_authorization = Some((depth, i));
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            *slot = Some(i);
+        }
+        f
+    }
+}
+
 /// Applies every repair above, in place.
 pub fn prepare(params: &mut Vec<Param<'_>>, site: Option<&Site>) -> Prepared {
-    // An empty Authorization is what a .htaccess rewrite fallback without a
-    // RewriteCond guard delivers for a request that had none: drop it.
-    if params.iter().any(|(n, v)| dropped(n, v)) {
+    let mut f = Found::scan(params);
+    if f.dropped {
+        // An empty Authorization is what a .htaccess rewrite fallback
+        // without a RewriteCond guard delivers for a request that had none.
         params.retain(|(n, v)| !dropped(n, v));
+        f = Found::scan(params);
     }
-    // CGI requires these three; the app may rely on them.
-    for name in [&b"SCRIPT_NAME"[..], b"PATH_INFO", b"QUERY_STRING"] {
-        if get(params, name).is_none() {
-            params.insert(0, (Cow::Borrowed(name), Cow::Borrowed(b"")));
-        }
-    }
+    let value = |i: Option<usize>| i.map(|i| params[i].1.as_ref());
 
-    if get(params, b"HTTP_AUTHORIZATION").is_none() {
-        // The fewest REDIRECT_ prefixes is the latest value; the last of
-        // equals, as for any duplicate.
-        let found = params
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .filter_map(|(n, v)| Some((redirect_depth(n)?, v)))
-            .filter(|&(depth, _)| depth <= 4)
-            .min_by(|a, b| a.0.cmp(&b.0).then(std::cmp::Ordering::Greater))
-            .map(|(_, v)| v.to_vec());
-        if let Some(v) = found {
-            set(params, b"HTTP_AUTHORIZATION", v);
-        }
-    }
+    // What changes is worked out first, from the params as they came, and
+    // applied at the end (each change moves the params after it).
+    // Apache strips Authorization; the rewrite fallback delivers it as
+    // REDIRECT_HTTP_AUTHORIZATION.
+    let authorization = match (f.authorization, f.redirect_authorization) {
+        (None, Some((_, i))) => Some(params[i].1.to_vec()),
+        _ => None,
+    };
 
     let proxies = site.map_or(&[][..], |s| &s.trusted_proxies[..]);
     let from_proxy = !proxies.is_empty() && {
-        let peer: Option<IpAddr> = get(params, b"REMOTE_ADDR")
+        let peer: Option<IpAddr> = value(f.remote_addr)
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|s| s.parse().ok());
         peer.is_some_and(|ip| proxies.iter().any(|n| n.contains(ip)))
     };
-    let https = match get(params, b"HTTPS") {
+    let https = match value(f.https) {
         Some(v) if v.eq_ignore_ascii_case(b"on") || v == b"1" => true,
         _ => {
-            get(params, b"REQUEST_SCHEME").is_some_and(|v| v.eq_ignore_ascii_case(b"https"))
-                || get(params, b"SERVER_PORT") == Some(b"443")
+            value(f.request_scheme).is_some_and(|v| v.eq_ignore_ascii_case(b"https"))
+                || value(f.server_port) == Some(b"443")
                 || (from_proxy
-                    && get(params, b"HTTP_X_FORWARDED_PROTO").is_some_and(|v| {
+                    && value(f.forwarded_proto).is_some_and(|v| {
                         v.split(|&b| b == b',')
                             .next()
                             .is_some_and(|p| p.trim_ascii().eq_ignore_ascii_case(b"https"))
                     }))
         }
     };
-    if from_proxy {
-        // The client is the right-most address that is not a trusted proxy.
-        let client = get(params, b"HTTP_X_FORWARDED_FOR").and_then(|v| {
-            std::str::from_utf8(v)
-                .ok()?
-                .rsplit(',')
-                .map(str::trim)
-                .find(|a| {
-                    a.parse::<IpAddr>()
-                        .is_ok_and(|ip| !proxies.iter().any(|n| n.contains(ip)))
-                })
-                .map(str::to_owned)
-        });
-        if let Some(c) = client {
-            set(params, b"REMOTE_ADDR", c.into_bytes());
+    // The client is the right-most address that is not a trusted proxy.
+    let client = value(f.forwarded_for).filter(|_| from_proxy).and_then(|v| {
+        std::str::from_utf8(v)
+            .ok()?
+            .rsplit(',')
+            .map(str::trim)
+            .find(|a| {
+                a.parse::<IpAddr>()
+                    .is_ok_and(|ip| !proxies.iter().any(|n| n.contains(ip)))
+            })
+            .map(|a| a.as_bytes().to_vec())
+    });
+    let mount = mount(
+        value(f.script_name).unwrap_or(b""),
+        value(f.path_info).unwrap_or(b""),
+        value(f.request_uri),
+        site.and_then(|s| s.script_name.as_deref()),
+    );
+    let content_length = value(f.content_length).and_then(parse_content_length);
+
+    // CGI requires these three; the app may rely on them.
+    for (name, at) in [
+        (&b"SCRIPT_NAME"[..], f.script_name),
+        (b"PATH_INFO", f.path_info),
+        (b"QUERY_STRING", f.query_string),
+    ] {
+        if at.is_none() {
+            params.push((Cow::Borrowed(name), Cow::Borrowed(b"")));
         }
     }
-
-    fix_mount(params, site.and_then(|s| s.script_name.as_deref()));
-
-    let content_length = get(params, b"CONTENT_LENGTH").and_then(parse_content_length);
+    if let Some(v) = authorization {
+        set(params, b"HTTP_AUTHORIZATION", v);
+    }
+    if let Some(c) = client {
+        set(params, b"REMOTE_ADDR", c);
+    }
+    if let Some((script_name, path_info)) = mount {
+        set(params, b"SCRIPT_NAME", script_name);
+        set(params, b"PATH_INFO", path_info);
+    }
     Prepared {
         https,
         content_length,
     }
 }
 
-/// Sets SCRIPT_NAME to where the site is mounted and PATH_INFO to the rest.
-fn fix_mount(params: &mut Vec<Param<'_>>, configured: Option<&str>) {
-    let script = get(params, b"SCRIPT_NAME").unwrap_or(b"");
+/// Where the site is mounted and the rest of the path, (SCRIPT_NAME,
+/// PATH_INFO), when they are not what the server sent; None when they are.
+fn mount(
+    script: &[u8],
+    path_info: &[u8],
+    uri: Option<&[u8]>,
+    configured: Option<&str>,
+) -> Option<(Vec<u8>, Vec<u8>)> {
     if configured.is_none() && script.is_empty() {
-        return; // mounted at the root and not rewritten (nginx, lighttpd)
+        return None; // mounted at the root and not rewritten (nginx, lighttpd)
     }
-    let Some(uri) = get(params, b"REQUEST_URI") else {
-        return;
-    };
-    let raw_path = uri.split(|&b| b == b'?').next().unwrap_or(b"");
+    let raw_path = uri?.split(|&b| b == b'?').next().unwrap_or(b"");
     // A malformed escape: decide on the raw path, and keep the server's
     // PATH_INFO (below) rather than guess at the bytes.
     let decoded = percent_decode(raw_path);
@@ -178,31 +244,24 @@ fn fix_mount(params: &mut Vec<Param<'_>>, configured: Option<&str>) {
         Some(s) => s.as_bytes(),
         None => {
             if starts_at_segment(&path, script) {
-                return; // not rewritten: the server's values are right
+                return None; // not rewritten: the server's values are right
             }
-            match script.iter().rposition(|&b| b == b'/') {
-                // "//mysite.fcgi" mounts at "", not "/": a mount never ends
-                // in a slash, so that PATH_INFO keeps its own.
-                Some(i) => {
-                    let mut m = &script[..i];
-                    while let Some(rest) = m.strip_suffix(b"/") {
-                        m = rest;
-                    }
-                    m
-                }
-                None => return,
+            // "//mysite.fcgi" mounts at "", not "/": a mount never ends in a
+            // slash, so that PATH_INFO keeps its own.
+            let mut m = &script[..script.iter().rposition(|&b| b == b'/')?];
+            while let Some(rest) = m.strip_suffix(b"/") {
+                m = rest;
             }
+            m
         }
     };
     let rest = if clean && starts_at_segment(&path, mount) {
         path[mount.len()..].to_vec()
     } else {
         // A path we will not reinterpret: keep the server's PATH_INFO.
-        get(params, b"PATH_INFO").unwrap_or(b"").to_vec()
+        path_info.to_vec()
     };
-    let mount = mount.to_vec();
-    set(params, b"SCRIPT_NAME", mount);
-    set(params, b"PATH_INFO", rest);
+    Some((mount.to_vec(), rest))
 }
 
 fn starts_at_segment(path: &[u8], prefix: &[u8]) -> bool {
@@ -275,6 +334,14 @@ pub fn request_frame(
 mod tests {
     use super::*;
     use crate::config::Net;
+
+    fn get<'p>(params: &'p [Param<'_>], name: &[u8]) -> Option<&'p [u8]> {
+        params
+            .iter()
+            .rev()
+            .find(|(n, _)| n.as_ref() == name)
+            .map(|(_, v)| v.as_ref())
+    }
 
     fn params(list: &[(&str, &str)]) -> Vec<Param<'static>> {
         list.iter()
@@ -545,8 +612,8 @@ mod tests {
         let names: Vec<_> = p.iter().map(|(n, _)| String::from_utf8_lossy(n)).collect();
         assert_eq!(
             names,
-            ["QUERY_STRING", "PATH_INFO", "SCRIPT_NAME", "REQUEST_METHOD"]
+            ["REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING"]
         );
-        assert!(p[..3].iter().all(|(_, v)| v.is_empty()));
+        assert!(p[1..].iter().all(|(_, v)| v.is_empty()));
     }
 }

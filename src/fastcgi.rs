@@ -114,13 +114,14 @@ impl Conn {
         }
     }
 
-    /// Starts on a new connection.
-    pub fn attach(&mut self, fd: OwnedFd, io_timeout: Duration) {
+    /// Starts on a new connection. `peek`: the first read leaves the bytes
+    /// in the socket until the response is out (see `fill`).
+    pub fn attach(&mut self, fd: OwnedFd, io_timeout: Duration, peek: bool) {
         self.fd = Some(fd);
         (self.start, self.end) = (0, 0);
         self.out.clear();
         self.io_timeout = io_timeout;
-        self.first_read = true;
+        self.first_read = peek;
         self.peeked = 0;
     }
 
@@ -715,7 +716,10 @@ pub fn serve(app: &mut App, listener: RawFd, mut first: Option<OwnedFd>) -> i32 
             busy(true);
         }
         if let Some(conn) = reload_if_changed(app, conn) {
-            conn_bufs.attach(conn, app.io_timeout());
+            // A connection found queued comes from a web server that is
+            // awake: taking its bytes wakes no one, and peeking would only
+            // cost a read more.
+            conn_bufs.attach(conn, app.io_timeout(), !queued);
             serve_conn(app, &mut conn_bufs, listener, &mut params);
             conn_bufs.close();
         }
@@ -737,12 +741,16 @@ pub fn serve(app: &mut App, listener: RawFd, mut first: Option<OwnedFd>) -> i32 
 /// Waits (at most a second) for a connection, logging the idle worker's
 /// output and checking for reloads. True when it is time to exit.
 fn idle(app: &mut App, listener: RawFd, last_request: &mut Instant) -> bool {
-    let mut fds = vec![(listener, libc::POLLIN)];
-    if let Some([from, log]) = app.idle_fds() {
-        fds.push((from, libc::POLLIN));
-        fds.push((log, libc::POLLIN));
-    }
-    let woken = match signals::wait(&fds, Some(Instant::now() + Duration::from_secs(1))) {
+    let worker = app.idle_fds();
+    let fds = match worker {
+        Some([from, log]) => &[
+            (listener, libc::POLLIN),
+            (from, libc::POLLIN),
+            (log, libc::POLLIN),
+        ][..],
+        None => &[(listener, libc::POLLIN)][..],
+    };
+    let woken = match signals::wait(fds, Some(Instant::now() + Duration::from_secs(1))) {
         Ok(w) => w,
         Err(e) => {
             crate::error!("poll: {e}");

@@ -194,27 +194,16 @@ pub const ENVIRON_PROBE: [(&[u8], &[u8]); 3] = [
 ];
 
 /// Bytes of `s` at or past 0x80: each takes two bytes in UTF-8.
+#[inline]
 fn high_bytes(s: &[u8]) -> usize {
-    if s.is_ascii() {
-        0
-    } else {
-        s.iter().filter(|&&b| b >= 0x80).count()
-    }
+    s.iter().map(|&b| usize::from(b >> 7)).sum()
 }
 
-/// Bytes [`put_str`] writes for `s`.
-fn str_len(s: &[u8]) -> usize {
-    match high_bytes(s) {
-        0 if s.len() < 256 => 2 + s.len(),
-        high => 5 + s.len() + high,
-    }
-}
-
-/// Writes one param (name or value) at the front of `out` as a marshal
-/// str of its bytes read as latin-1 (see the module docs); returns the
-/// bytes written, [`str_len`]. `out` has room for them.
-fn put_str(out: &mut [u8], s: &[u8]) -> usize {
-    let high = high_bytes(s);
+/// Writes one param at the front of `out` as a marshal str of its bytes
+/// read as latin-1 (see the module docs), `high` of them past 0x7f; returns
+/// the bytes written. `out` has room for them.
+#[inline]
+fn put_str(out: &mut [u8], s: &[u8], high: usize) -> usize {
     if high == 0 && s.len() < 256 {
         out[0] = b'z';
         out[1] = s.len() as u8;
@@ -248,17 +237,29 @@ pub fn push_environ<'a>(
     out: &mut Vec<u8>,
     items: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
 ) {
-    let len: usize = items.clone().map(|(n, v)| str_len(n) + str_len(v)).sum();
+    // One pass for the room (a tag and up to 4 length bytes a string, and
+    // UTF-8's second bytes) and whether any byte is past 0x7f at all:
+    // nearly always none, and then no string is looked at again. The
+    // strings are then written in place: at opt-level "s" a Vec append per
+    // string costs more than the copy.
+    let (mut room, mut high) = (2, 0);
+    for (name, value) in items.clone() {
+        room += 10 + name.len() + value.len();
+        high += high_bytes(name) + high_bytes(value);
+    }
     let start = out.len();
-    out.resize(start + 2 + len, 0);
+    out.resize(start + room + high, 0);
     let body = &mut out[start..];
     body[0] = b'{';
     let mut at = 1;
     for (name, value) in items {
-        at += put_str(&mut body[at..], name);
-        at += put_str(&mut body[at..], value);
+        for s in [name, value] {
+            let h = if high == 0 { 0 } else { high_bytes(s) };
+            at += put_str(&mut body[at..], s, h);
+        }
     }
     body[at] = b'0';
+    out.truncate(start + at + 1);
 }
 
 /// An environ as [`decode_environ`] returns it: (name, value) in order.

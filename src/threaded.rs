@@ -494,7 +494,7 @@ fn accept_loop(
                 }
                 shared.check_reload();
                 let io = lock(&shared.app).io_timeout();
-                conn.attach(fd, io);
+                conn.attach(fd, io, true);
                 let mut handler = ThreadHandler { shared, bufs: None };
                 while let Ok(true) = fastcgi::serve_request(&mut conn, &mut handler, &mut params) {
                     if signals::stop_requested().is_some() {

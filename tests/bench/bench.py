@@ -633,8 +633,9 @@ class Bench:
         shutil.copytree(BENCH / "apps", ROOT / "apps",
                         ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(BENCH / "flup_server.py", ROOT / "apps" / "flup_server.py")
-        subprocess.run(["gcc", "-O2", "-Wall", "-o", str(ROOT / "bin" / "hello_fcgi"),
-                        str(BENCH / "hello_fcgi.c"), "-lfcgi"], check=True)
+        for name, flags in (("hello_fcgi", []), ("hello_fcgi_nl", ["-DNO_LINGER"])):
+            subprocess.run(["gcc", "-O2", "-Wall", *flags, "-o", str(ROOT / "bin" / name),
+                            str(BENCH / "hello_fcgi.c"), "-lfcgi"], check=True)
         self.copy_django(ROOT / "djsite")
         (ROOT / "djdata").mkdir()
         chown_www(ROOT / "djdata")
@@ -932,11 +933,16 @@ class Bench:
         for app, path, mark, toml, seed in apps:
             key = "dj" if app.startswith("Django") else "hello"
             roots = {}
-            for peer in ("shim", "flup"):
+            # Hello world also through the C responder: no Python at all,
+            # what any responder can reach through Apache + mod_fcgid.
+            peers = ("shim", "flup", "c") if key == "hello" else ("shim", "flup")
+            for peer in peers:
                 root = roots[peer] = base / f"{key}-{peer}"
                 root.mkdir()
                 shutil.copy(REPO / "htaccess" / "fcgid.htaccess", root / ".htaccess")
             shutil.copy(self.shim, roots["shim"] / "mysite.fcgi")
+            if "c" in roots:
+                shutil.copy(ROOT / "bin" / "hello_fcgi_nl", roots["c"] / "mysite.fcgi")
             (roots["shim"] / "site.toml").write_text(toml)
             text = (BENCH / seed).read_text()
             for k, v in fill.items():
@@ -949,7 +955,10 @@ class Bench:
 
     def apache_app(self, app, path, mark, roots, reload_proj):
         results, nprocs = {}, {}
-        for label, key in (("fcgi-shim", "shim"), ("flup seed", "flup")):
+        peers = [("fcgi-shim", "shim"), ("flup seed", "flup")]
+        if "c" in roots:
+            peers.append(("C libfcgi, no linger", "c"))
+        for label, key in peers:
             root = roots[key]
             log(f"  {app}: {label}")
             # Each peer gets an Apache of its own, so that the other's
@@ -992,6 +1001,13 @@ class Bench:
             self.row(title, f"req/s, c={c} (mod_fcgid ran {procs(c)})", shim[c]["req_s"],
                      "flup seed mysite.fcgi", flup[c]["req_s"], target="≥ 2.00 (≥ 2x flup)",
                      met=ratio >= 2)
+            if "C libfcgi, no linger" in results:
+                floor = results["C libfcgi, no linger"]
+                self.row(title, f"req/s, c={c} (mod_fcgid ran {nprocs['C libfcgi, no linger'][c]}"
+                         " processes of the C responder)", shim[c]["req_s"],
+                         "C libfcgi, no linger (no Python: the floor)", floor[c]["req_s"],
+                         target=f"2x flup would be {2 * flup[c]['req_s']:.0f}",
+                         met=None)
         for c in (1, 8):
             for q in ("p50", "p99"):
                 self.row(title, f"latency {q}, c={c} (lower is better)",
