@@ -804,7 +804,8 @@ class Bench:
                        for label, _ in servers}
             if key == "hello":
                 # The shim's own figures (section 6), while it still runs.
-                self.shim_internals(nginx, dict(servers)["fcgi-shim"], results["fcgi-shim"])
+                self.shim_internals(nginx, dict(servers)["fcgi-shim"], results["fcgi-shim"],
+                                    results.get("C libfcgi, no linger"))
         finally:
             for _, server in servers:
                 self.stop(server)
@@ -846,9 +847,10 @@ class Bench:
         self.run_nginx_section("hello", "1. hello world, nginx", self.hello_servers(), "/",
                                HELLO_BODY, targets)
 
-    def shim_internals(self, nginx, server, results):
+    def shim_internals(self, nginx, server, results, floor=None):
         """CPU, context switches and syscalls per request of the shim and
-        its worker (section 6 and the lead's optimisation figures)."""
+        its worker (section 6 and the lead's optimisation figures); with
+        `floor`, the C responder's figures from the same runs, for scale."""
         shim_pid = server.pid
         worker = [p for p in server.pids() if p != shim_pid]
         for c in (1, 4):
@@ -861,6 +863,13 @@ class Bench:
             self.row("6. shim CPU", f"shim user+sys per request (hello, nginx, c={c}, "
                      f"{results[c]['requests']} requests)", s["cpu_us"], unit="µs",
                      fmt="{:.1f}", target="≤ 10 µs", met=ok)
+            if floor:
+                # The C responder does accept, poll, read, write and close
+                # and nothing else: less than the shim's share of a request.
+                self.row("6. shim CPU", f"shim user+sys per request vs the C responder's "
+                         f"(no Python, all its work) (c={c})", s["cpu_us"],
+                         "C libfcgi, no linger", floor[c]["cpu_us_all"], unit="µs",
+                         fmt="{:.1f}")
             self.row("6. shim CPU", f"worker (Python) user+sys per request (c={c})",
                      w["cpu_us"], unit="µs", fmt="{:.1f}")
             self.row("6. shim CPU", f"context switches per request, shim (c={c}): "
@@ -925,11 +934,14 @@ class Bench:
         subprocess.run([str(PYTHON), "-m", "compileall", "-q", str(proj)], check=True)
         fill = {"@PYTHON@": PYTHON, "@PROJECT@": proj, "@DATA@": ROOT / "djdata",
                 "@APPS@": ROOT / "apps"}
+        # Hello world first: its C responder is the floor the Django rows
+        # are measured against.
         apps = (
+            ("hello world", "/", HELLO_BODY, self.toml("hello:application"), "seed_hello.fcgi"),
             ("Django view", "/hello/", DJANGO_MARK, self.toml(django_project=proj),
              "seed_mysite.fcgi"),
-            ("hello world", "/", HELLO_BODY, self.toml("hello:application"), "seed_hello.fcgi"),
         )
+        self.apache_floor = None
         for app, path, mark, toml, seed in apps:
             key = "dj" if app.startswith("Django") else "hello"
             roots = {}
@@ -951,9 +963,46 @@ class Bench:
             for root in roots.values():
                 os.chmod(root / "mysite.fcgi", 0o755)
             subprocess.run(["chmod", "-R", "a+rX", str(base)], check=True)
-            self.apache_app(app, path, mark, roots, reload_proj=proj if key == "dj" else None)
+            self.apache_app(app, path, mark, roots, reload_proj=proj if key == "dj" else None,
+                            view_proj=proj if key == "dj" else None)
 
-    def apache_app(self, app, path, mark, roots, reload_proj):
+    def view_time(self, proj, path):
+        """The Django view's own time per request, in microseconds: the
+        WSGI app called in a loop in one Python process, no server at all
+        (median of 5 rounds of 2000 calls)."""
+        code = f"""
+import io, statistics, sys, time
+sys.path.insert(0, {str(proj)!r})
+from django.core.wsgi import get_wsgi_application
+app = get_wsgi_application()
+env = {{"REQUEST_METHOD": "GET", "PATH_INFO": {path!r}, "SCRIPT_NAME": "", "QUERY_STRING": "",
+       "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+       "HTTP_HOST": "127.0.0.1", "REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "http",
+       "wsgi.errors": sys.stderr, "wsgi.multithread": False,
+       "wsgi.multiprocess": True, "wsgi.run_once": False, "wsgi.version": (1, 0)}}
+def sr(status, headers, exc_info=None):
+    assert status.startswith("200"), status
+def once():
+    r = app(dict(env, **{{"wsgi.input": io.BytesIO()}}), sr)
+    b"".join(r)
+    r.close()
+for _ in range(500):
+    once()
+rounds = []
+for _ in range(5):
+    t = time.perf_counter()
+    for _ in range(2000):
+        once()
+    rounds.append((time.perf_counter() - t) / 2000 * 1e6)
+print(statistics.median(rounds))
+"""
+        out = subprocess.run([str(PYTHON), "-c", code], env={**self.django_env(),
+                             "PATH": SERVER_PATH}, capture_output=True, text=True, timeout=300)
+        if out.returncode != 0:
+            raise Setup(f"timing the Django view failed:\n{out.stderr[-2000:]}")
+        return float(out.stdout.split()[-1])
+
+    def apache_app(self, app, path, mark, roots, reload_proj, view_proj=None):
         results, nprocs = {}, {}
         peers = [("fcgi-shim", "shim"), ("flup seed", "flup")]
         if "c" in roots:
@@ -1008,6 +1057,18 @@ class Bench:
                          "C libfcgi, no linger (no Python: the floor)", floor[c]["req_s"],
                          target=f"2x flup would be {2 * flup[c]['req_s']:.0f}",
                          met=None)
+                self.apache_floor = floor
+        if view_proj is not None and self.apache_floor:
+            # What no server could beat at c=1 (one request at a time):
+            # Apache + mod_fcgid's own time per request (the C responder's,
+            # which does nothing else) plus the view's own time.
+            view_us = self.view_time(view_proj, "/hello/")
+            floor_us = 1e6 / self.apache_floor[1]["req_s"]
+            best = 1e6 / (floor_us + view_us)
+            self.row(title, f"req/s, c=1, the most any server could do: 1 / (Apache + "
+                     f"mod_fcgid {floor_us:.0f} µs + the view itself {view_us:.0f} µs)",
+                     shim[1]["req_s"], "that bound", best,
+                     target=f"2x flup would be {2 * flup[1]['req_s']:.0f}", met=None)
         for c in (1, 8):
             for q in ("p50", "p99"):
                 self.row(title, f"latency {q}, c={c} (lower is better)",
