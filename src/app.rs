@@ -429,7 +429,12 @@ impl App {
                 if let Some(w) = self.worker.take() {
                     let pid = w.pid;
                     let how = w.kill();
-                    crate::error!("python worker {pid} {how}; the next request starts a new one");
+                    let next = if crate::signals::stop_requested().is_some() {
+                        "stopping"
+                    } else {
+                        "the next request starts a new one"
+                    };
+                    crate::error!("python worker {pid} {how}; {next}");
                 }
             }
             Fate::Exiting => {

@@ -665,7 +665,10 @@ pub fn serve(app: &mut App, listener: RawFd, mut first: Option<OwnedFd>) -> i32 
             crate::info!(
                 "served {served} requests (maxrequests); exiting so that a fresh process takes over"
             );
-            break;
+            // The supervisor and the other children hold the listening
+            // socket too: what is queued stays queued for them.
+            app.shutdown();
+            return 0;
         }
         if let Some(sig) = signals::stop_requested() {
             crate::info!("{} received: stopping", sys::signal_name(sig));
@@ -677,6 +680,9 @@ pub fn serve(app: &mut App, listener: RawFd, mut first: Option<OwnedFd>) -> i32 
                 if !queued {
                     let began = Instant::now();
                     if idle(app, listener, &mut last_request) {
+                        if let Some(sig) = signals::stop_requested() {
+                            crate::info!("{} received: stopping", sys::signal_name(sig));
+                        }
                         break;
                     }
                     queued = began.elapsed() < BACK_TO_BACK;
@@ -732,6 +738,23 @@ pub fn serve(app: &mut App, listener: RawFd, mut first: Option<OwnedFd>) -> i32 
         // the life of the process.
         if params.capacity() > 256 << 10 {
             params = Vec::new();
+        }
+    }
+    // Exiting with connections in the listen queue would reset them: the
+    // web server sent those requests to this process, so it serves them
+    // first (FIELD_NOTES, "Lifecycle and reload"). After a stop signal only
+    // within its grace; the next connection may then find no one, as with
+    // any server that stops.
+    let until = Instant::now() + signals::GRACE;
+    while !signals::grace_over() && Instant::now() < until {
+        let Ok((conn, peer)) = sys::accept(listener) else {
+            break;
+        };
+        if allowed(&addrs, peer) {
+            crate::info!("serving a request that was queued before the exit");
+            conn_bufs.attach(conn, app.io_timeout(), false);
+            serve_conn(app, &mut conn_bufs, listener, &mut params);
+            conn_bufs.close();
         }
     }
     app.shutdown();

@@ -175,3 +175,78 @@ fn cgi_finds_site_toml_through_fcgi_shim_site() {
     );
     assert!(out.status.success(), "{:?}", out.status);
 }
+
+/// The code cache's directory under `tmp` (worker.rs code_cache).
+fn cache_dir(tmp: &Path) -> PathBuf {
+    // SAFETY: getuid has no memory effects and cannot fail.
+    tmp.join(format!("fcgi-shim-{}", unsafe { libc::getuid() }))
+}
+
+fn cache_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+#[test]
+fn the_compiled_worker_is_kept_in_a_private_directory_and_a_corrupt_copy_is_replaced() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, script) = deploy("cgi-cache", "echo:app");
+    let tmp = dir.join("tmp");
+    fs::create_dir(&tmp).expect("tmp");
+    let env = [("TMPDIR", tmp.as_os_str())];
+    let req = cgi_req(&script, Req::get("hello"));
+    assert_eq!(cgi(&script, &req, &env, &[]).stdout_text(), HELLO);
+    let cache = cache_dir(&tmp);
+    let mode = fs::metadata(&cache)
+        .expect("cache dir")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "{}", cache.display());
+    let files = cache_files(&cache);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().and_then(|n| n.to_str()).expect("name");
+    assert!(name.starts_with("worker-"), "{name}");
+    let meta = fs::metadata(&files[0]).expect("cached code");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(meta.len() > 10_000, "{} bytes", meta.len());
+
+    // Corrupt, truncated, or another build's: compiled again, and replaced.
+    fs::write(&files[0], b"not marshal data").expect("corrupt it");
+    assert_eq!(cgi(&script, &req, &env, &[]).stdout_text(), HELLO);
+    assert_eq!(cache_files(&cache), files, "one file, the same name");
+    assert_eq!(fs::metadata(&files[0]).expect("again").len(), meta.len());
+    // And read again as it is.
+    assert_eq!(cgi(&script, &req, &env, &[]).stdout_text(), HELLO);
+}
+
+#[test]
+fn a_cache_directory_others_may_write_is_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, script) = deploy("cgi-cache-open", "echo:app");
+    let tmp = dir.join("tmp");
+    let cache = cache_dir(&tmp);
+    fs::create_dir_all(&cache).expect("cache dir");
+    // Made by someone else, or opened up: code from it would run as us.
+    fs::set_permissions(&cache, fs::Permissions::from_mode(0o777)).expect("chmod");
+    let log = dir.join("shim.log"); // site_toml's log_file
+    let req = cgi_req(&script, Req::get("hello"));
+    let out = cgi(&script, &req, &[("TMPDIR", tmp.as_os_str())], &[]);
+    assert_eq!(out.stdout_text(), HELLO);
+    assert_eq!(
+        cache_files(&cache),
+        Vec::<PathBuf>::new(),
+        "nothing written there"
+    );
+    let text = fs::read_to_string(&log).expect("log");
+    assert!(
+        text.contains(&format!(
+            "warning: {} is not a private directory of this user's; the python worker is \
+             compiled at every start",
+            cache.display()
+        )),
+        "{text}"
+    );
+}

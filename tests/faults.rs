@@ -57,6 +57,10 @@ fn error_page(status: u16) -> String {
             "Bad Gateway",
             "The application ended unexpectedly while answering. The details are in the site's log.",
         ),
+        503 => (
+            "Service Unavailable",
+            "The application is restarting or shutting down. Please try again.",
+        ),
         504 => (
             "Gateway Timeout",
             "The application took too long to answer. The details are in the site's log.",
@@ -67,9 +71,14 @@ fn error_page(status: u16) -> String {
         "<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\n\
          <body><h1>{reason}</h1>\n<p>{text}</p></body></html>\n"
     );
+    let retry = if status == 503 {
+        "Retry-After: 5\r\n"
+    } else {
+        ""
+    };
     format!(
         "Status: {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\n\
-         Content-Length: {}\r\nCache-Control: no-store\r\n\r\n{body}",
+         Content-Length: {}\r\nCache-Control: no-store\r\n{retry}\r\n{body}",
         body.len()
     )
 }
@@ -1921,6 +1930,130 @@ fn sigterm_during_a_request_lets_it_complete_then_exits_zero() {
         "the log must say that SIGTERM stopped the shim:\n{}",
         events.join("\n")
     );
+}
+
+#[test]
+fn sigusr1_sighup_and_sigint_during_a_request_let_it_complete_too() {
+    // mod_fastcgi asks for SIGUSR1 to mean "finish and exit"; Apache's
+    // restart sends its process group SIGHUP; Ctrl-C is SIGINT.
+    for (sig, name) in [
+        (libc::SIGUSR1, "SIGUSR1"),
+        (libc::SIGHUP, "SIGHUP"),
+        (libc::SIGINT, "SIGINT"),
+    ] {
+        let mut srv = start(&format!("sig-{}", name.to_lowercase()), "");
+        let worker = pid_of(&srv.get("pid"));
+        let from = mark(&srv);
+        let mut c = srv.connect();
+        c.send(&Req::get("sleep"));
+        thread::sleep(Duration::from_millis(300));
+        srv.signal(sig);
+        let r = c.read_response(1);
+        assert_eq!(r.text(), plain("slept\n"), "{name}");
+        let status = srv.wait_exit(Duration::from_secs(3));
+        assert_eq!(status.and_then(|s| s.code()), Some(0), "{name}: {status:?}");
+        assert!(
+            process_gone(worker),
+            "{name}: python worker {worker} outlived the shim"
+        );
+        expect_event(&srv, from, &format!("info: {name} received: stopping"));
+    }
+}
+
+#[test]
+fn sigterm_serves_the_connection_queued_behind_the_request_in_flight() {
+    // FIELD_NOTES: exiting with a connection in the listen queue loses it.
+    let mut srv = start("sigterm-queued", "");
+    let from = mark(&srv);
+    let mut first = srv.connect();
+    first.send(&Req::get("sleep"));
+    thread::sleep(Duration::from_millis(300));
+    let mut queued = srv.connect();
+    queued.send(&Req::get("hello"));
+    srv.signal(libc::SIGTERM);
+    assert_eq!(first.read_response(1).text(), plain("slept\n"));
+    assert!(
+        queued
+            .read_response(1)
+            .text()
+            .ends_with("\r\n\r\nhello world\n"),
+        "the queued request was not served"
+    );
+    let status = srv.wait_exit(Duration::from_secs(3));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{status:?}");
+    expect_event(
+        &srv,
+        from,
+        "info: serving a request that was queued before the exit",
+    );
+}
+
+#[test]
+fn a_request_longer_than_the_grace_period_gets_a_503_and_the_shim_exits_at_about_3_s() {
+    let mut srv = start("grace", "");
+    let worker = pid_of(&srv.get("pid"));
+    let from = mark(&srv);
+    let mut c = srv.connect();
+    c.send(&Req::get("sleep10"));
+    thread::sleep(Duration::from_millis(300));
+    let stopped = Instant::now();
+    srv.signal(libc::SIGTERM);
+    let r = c.read_response(1);
+    let took = stopped.elapsed();
+    assert_eq!(r.text(), error_page(503));
+    assert!(
+        (Duration::from_millis(2700)..Duration::from_millis(4000)).contains(&took),
+        "answered {took:?} after SIGTERM; the grace is 2.9 s"
+    );
+    let status = srv.wait_exit(Duration::from_secs(2));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{status:?}");
+    assert!(
+        process_gone(worker),
+        "python worker {worker} outlived the shim"
+    );
+    expect_event(
+        &srv,
+        from,
+        &format!(
+            "error: request GET /sleep10: still running when the stop grace period ended; \
+             killing python worker {worker}"
+        ),
+    );
+    expect_event(
+        &srv,
+        from,
+        &format!("error: python worker {worker} killed by signal 9 (SIGKILL); stopping"),
+    );
+    let events = events_since(&srv, from);
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.contains("the next request starts a new one")),
+        "no next request is coming:\n{}",
+        events.join("\n")
+    );
+}
+
+#[test]
+fn a_stop_signal_while_idle_is_logged_and_the_shim_exits_at_once() {
+    let mut srv = start("idle-stop", "");
+    let worker = pid_of(&srv.get("pid"));
+    let from = mark(&srv);
+    thread::sleep(Duration::from_millis(200));
+    let stopped = Instant::now();
+    srv.signal(libc::SIGTERM);
+    let status = srv.wait_exit(Duration::from_secs(3));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{status:?}");
+    assert!(
+        stopped.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        stopped.elapsed()
+    );
+    assert!(
+        process_gone(worker),
+        "python worker {worker} outlived the shim"
+    );
+    expect_event(&srv, from, "info: SIGTERM received: stopping");
 }
 
 #[test]

@@ -831,3 +831,52 @@ fn debug_allow_without_debug_shows_nothing() {
     assert_eq!(r.status(), 500, "{}", r.text());
     assert!(!r.text().contains("Traceback"), "{}", r.text());
 }
+
+/// Cpus_allowed_list of a process (/proc/PID/status), e.g. "0-1" or "1".
+fn allowed_cpus(pid: i32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|v| v.trim().to_owned())
+        .expect("Cpus_allowed_list")
+}
+
+/// How many CPUs this test may use.
+fn cpus_here() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[test]
+fn the_shim_and_its_worker_are_bound_to_one_cpu_while_they_serve() {
+    let srv = Server::start("pin-cpu", "echo:app");
+    let worker = pid_of(&srv.get("pid"));
+    let (shim_cpus, worker_cpus) = (allowed_cpus(srv.pid()), allowed_cpus(worker));
+    if cpus_here() > 1 {
+        assert!(
+            worker_cpus.parse::<usize>().is_ok(),
+            "the worker may run on {worker_cpus}, not one CPU"
+        );
+        assert_eq!(
+            shim_cpus, worker_cpus,
+            "the shim and its worker share a CPU"
+        );
+    } else {
+        // One CPU: nothing to bind (affinity.rs).
+        assert_eq!(shim_cpus, worker_cpus);
+    }
+    assert_serves(&srv);
+}
+
+#[test]
+fn pin_cpu_false_leaves_the_placement_to_the_scheduler() {
+    let dir = TempDir::new("no-pin-cpu");
+    let site = write_site(dir.path(), "echo:app");
+    let toml = std::fs::read_to_string(&site).expect("site.toml");
+    std::fs::write(&site, format!("{toml}pin_cpu = false\n")).expect("site.toml");
+    let srv = Server::start_in(dir);
+    let worker = pid_of(&srv.get("pid"));
+    let all = allowed_cpus(std::process::id() as i32);
+    assert_eq!(allowed_cpus(srv.pid()), all);
+    assert_eq!(allowed_cpus(worker), all);
+}

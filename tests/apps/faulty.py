@@ -201,4 +201,8 @@ def app(environ, start_response):
         time.sleep(3)
         start_response("200 OK", _TEXT)
         return [b"slept 3\n"]
+    if route == "sleep10":  # longer than the shim's stop grace period
+        time.sleep(10)
+        start_response("200 OK", _TEXT)
+        return [b"slept 10\n"]
     return _echo(environ, start_response)
