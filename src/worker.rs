@@ -476,8 +476,9 @@ impl Worker {
         }
     }
 
-    /// Writes all of `parts` (at most four) to the worker. Ok(false) when a
-    /// stop signal's grace ran out first.
+    /// Writes all of `parts` to the worker (four at a time: a frame has at
+    /// most a header and a payload). Ok(false) when a stop signal's grace
+    /// ran out first.
     pub fn send(&mut self, parts: &[&[u8]], deadline: Option<Instant>) -> io::Result<bool> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let mut done = 0;
@@ -492,6 +493,9 @@ impl Worker {
                 if skip >= p.len() {
                     skip -= p.len();
                     continue;
+                }
+                if n == iov.len() {
+                    break; // the rest goes in the next writev
                 }
                 iov[n] = libc::iovec {
                     iov_base: p[skip..].as_ptr() as *mut _,

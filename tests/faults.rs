@@ -1538,6 +1538,25 @@ fn app_lines(srv: &Server, from: usize) -> Vec<String> {
 }
 
 #[test]
+fn a_request_without_request_uri_is_still_named_in_the_log() {
+    // Not every server sends REQUEST_URI: the log names SCRIPT_NAME +
+    // PATH_INFO + ?QUERY_STRING instead of an empty path.
+    let srv = start("no-request-uri", "");
+    let from = mark(&srv);
+    let mut req = Req::get("raise_before")
+        .param("SCRIPT_NAME", "/blog")
+        .param("QUERY_STRING", "a=1");
+    req.params.retain(|(k, _)| k != b"REQUEST_URI");
+    let r = srv.request(&req);
+    assert_eq!(r.text(), error_page(500));
+    expect_event(
+        &srv,
+        from,
+        "error: request GET /blog/raise_before?a=1: the app failed (traceback above)",
+    );
+}
+
+#[test]
 fn app_raising_before_headers_gets_a_fixed_500_and_the_traceback_is_logged() {
     let srv = start("raise-before", "");
     let before = baseline(&srv);
