@@ -183,3 +183,32 @@ fn no_web_server_descriptor_reaches_the_python_worker() {
         "{body}"
     );
 }
+
+#[test]
+fn descriptors_the_shim_inherited_do_not_reach_the_python_worker() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+    // What a careless spawner leaves open: a file and a connected socket.
+    let dir = TempDir::new("fd-inherited");
+    write_site(dir.path(), "echo:app");
+    let file = std::fs::File::create(dir.join("inherited.txt")).expect("file");
+    let (sock, _peer) = UnixStream::pair().expect("socketpair");
+    let srv = Server::start_in_with(dir, &[(file.as_raw_fd(), 7), (sock.as_raw_fd(), 8)]);
+    let shim_fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", srv.pid()))
+        .expect("the shim's fds")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    assert!(
+        shim_fds.iter().any(|f| f == "7") && shim_fds.iter().any(|f| f == "8"),
+        "the shim did inherit them: {shim_fds:?}"
+    );
+    let r = srv.get("fds");
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let body = r.body_text();
+    let fds: Vec<&str> = body.lines().collect();
+    assert_eq!(
+        fds,
+        ["0 other", "1 other", "2 other", "3 other", "4 other"],
+        "{body}"
+    );
+}

@@ -147,6 +147,14 @@ impl Server {
 
     /// Starts the shim on `<dir>/site.toml`, already written.
     pub fn start_in(dir: TempDir) -> Server {
+        Server::start_in_with(dir, &[])
+    }
+
+    /// As [`Server::start_in`], with more descriptors inherited: each
+    /// `(fd, at)` is open as `at` in the shim (no CLOEXEC), as a careless
+    /// web server's spawner leaves them.
+    pub fn start_in_with(dir: TempDir, inherited: &[(i32, i32)]) -> Server {
+        let inherited = inherited.to_vec();
         let sock = dir.join("fcgi.sock");
         let listener = UnixListener::bind(&sock).expect("bind unix socket");
         let fd = listener.as_raw_fd();
@@ -163,6 +171,11 @@ impl Server {
             cmd.pre_exec(move || {
                 if libc::dup2(fd, 0) == -1 {
                     return Err(io::Error::last_os_error());
+                }
+                for &(from, at) in &inherited {
+                    if libc::dup2(from, at) == -1 {
+                        return Err(io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });
