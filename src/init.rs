@@ -431,7 +431,7 @@ mod tests {
         };
         let site = crate::config::parse(Path::new("/w/site.toml"), &render_site(&found))
             .expect("escaped values parse");
-        assert_eq!(site.search_path, [odd.clone()]);
+        assert_eq!(site.search_path, std::slice::from_ref(&odd));
         assert_eq!(
             site.python.map(PathBuf::from),
             Some(odd.join("venv/bin/python3"))
