@@ -5,14 +5,27 @@
 //! embedded at build time. An existing file is never overwritten. When a
 //! Django project is nearby (a `manage.py`), its directory and settings
 //! module are filled in, and a virtualenv beside it becomes `python`.
+//!
+//! The shipped site.toml is itself valid TOML (a user may copy it by hand):
+//! its example lines `python = ...`, `search_path = ...`,
+//! `settings_module = ...` and `# wsgi_app = ...` are the ones init replaces,
+//! found by their key (see [`render_site`]).
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions, Permissions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 const SITE_TEMPLATE: &str = include_str!("../shim-templates/site.toml");
 const HTACCESS_TEMPLATE: &str = include_str!("../htaccess/auto.htaccess");
+
+/// site.toml may hold secrets (SECRET_KEY, passwords in [env]): its owner
+/// only, whoever runs init. The web server reads .htaccess as its own user.
+const SITE_MODE: u32 = 0o600;
+const HTACCESS_MODE: u32 = 0o644;
+
+/// The keys of the template's example lines that init fills in.
+const FILLED_KEYS: [&str; 4] = ["python", "search_path", "settings_module", "wsgi_app"];
 
 /// What was found about the app to serve.
 #[derive(Debug, Default, PartialEq)]
@@ -69,25 +82,49 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
     if let Some(py) = &found.python {
         println!("found a virtualenv interpreter: {}", py.display());
     }
+    if let Some(p) = found
+        .project_dir
+        .as_deref()
+        .filter(|p| lies_within(p, &dir))
+    {
+        println!(
+            "warning: the Django project {} lies inside the web root {}\n  \
+             (the folder that gets the .htaccess). The shipped .htaccess refuses to serve\n  \
+             *.py, *.sqlite3 and other private files, but moving the project out of the web\n  \
+             root (public_html), e.g. beside it, is safer: then no rule can be missing for\n  \
+             any of its files. Afterwards point search_path in site.toml at its new place.",
+            p.display(),
+            dir.display()
+        );
+    }
 
     let site_toml = render_site(&found);
-    // Readable only by its owner when a user runs init for their own site
-    // (shared hosts run scripts as that user); by the web server's user too
-    // when root sets a site up for www-data.
-    // SAFETY: geteuid has no memory effects.
-    let mode = if unsafe { libc::geteuid() } == 0 {
-        0o644
+    // Run as root for someone's web root, init gives the files to the
+    // folder's owner: a root-owned site.toml of mode 600 could be read
+    // neither by that user nor by a web server running as them (suexec).
+    // SAFETY: geteuid has no memory effects and cannot fail.
+    let owner = if unsafe { libc::geteuid() } == 0 {
+        std::fs::metadata(&dir)
+            .ok()
+            .filter(|m| m.uid() != 0)
+            .map(|m| (m.uid(), m.gid()))
     } else {
-        0o600
+        None
     };
     let mut failed = false;
     for (name, text, mode) in [
-        ("site.toml", site_toml.as_str(), mode),
-        (".htaccess", HTACCESS_TEMPLATE, 0o644),
+        ("site.toml", site_toml.as_str(), SITE_MODE),
+        (".htaccess", HTACCESS_TEMPLATE, HTACCESS_MODE),
     ] {
         let path = dir.join(name);
-        match write_new(&path, text, mode) {
-            Ok(true) => println!("wrote {} (mode {:o})", path.display(), mode),
+        match write_new(&path, text, mode, owner) {
+            Ok(true) => match owner {
+                Some((uid, gid)) => println!(
+                    "wrote {} (mode {mode:o}, owner {uid}:{gid} like the folder)",
+                    path.display()
+                ),
+                None => println!("wrote {} (mode {mode:o})", path.display()),
+            },
             Ok(false) => println!(
                 "kept {}: it already exists (nothing overwritten)",
                 path.display()
@@ -101,11 +138,12 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
     let script_name = script
         .file_name()
         .map_or("mysite.fcgi".into(), |n| n.to_string_lossy().into_owned());
+    let site_path = dir.join("site.toml");
     println!("\nnext:");
     if found.settings_module.is_none() {
         println!(
             "  - edit {}: set wsgi_app (or settings_module for Django)",
-            dir.join("site.toml").display()
+            site_path.display()
         );
     }
     if found.python.is_none() {
@@ -120,6 +158,17 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
         );
     }
     println!(
+        "  - site.toml is for its owner only (mode 600): right when the web server runs the site \
+         as that user (suexec, most shared hosts). If it runs as www-data instead (Apache \
+         without suexec, lighttpd), let it read the file: chgrp www-data site.toml && chmod 640 \
+         site.toml"
+    );
+    println!(
+        "  - lighttpd only: if fastcgi.server mounts the app at \"/\" (\"/\" => ...) instead of \
+         the shipped templates' \"/mysite.fcgi\" and rewrite, add script_name = \"\" to \
+         site.toml (Apache with this .htaccess needs nothing)"
+    );
+    println!(
         "  - run ./{script_name} check in {} until it says OK",
         dir.display()
     );
@@ -127,73 +176,113 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
     if failed { 1 } else { 0 }
 }
 
-/// Creates `path` with `text` unless it exists. Ok(false): it existed.
-fn write_new(path: &Path, text: &str, mode: u32) -> std::io::Result<bool> {
-    match OpenOptions::new()
+/// Creates `path` with `text` unless it exists (or is a symlink: no file is
+/// written through one). Ok(false): it existed.
+fn write_new(
+    path: &Path,
+    text: &str,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> std::io::Result<bool> {
+    // Created with `mode` at most (the umask can only take bits away), so
+    // the file is never more open than it will be.
+    let mut f = match OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
         .open(path)
     {
-        Ok(mut f) => {
-            f.write_all(text.as_bytes())?;
-            Ok(true)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(e),
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let filled = fill(&mut f, text, mode, owner);
+    if filled.is_err() {
+        // A half-written file would be "kept" by the next run: remove it.
+        // If that fails too, the error reported is the first one.
+        let _ = std::fs::remove_file(path);
     }
+    filled.map(|()| true)
 }
 
-/// Fills the template's placeholders. A line whose value is unknown is
-/// left commented out, with an example, for the user to complete.
+fn fill(f: &mut File, text: &str, mode: u32, owner: Option<(u32, u32)>) -> std::io::Result<()> {
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(&*f, Some(uid), Some(gid))?;
+    }
+    // Exactly `mode`, whatever the umask: with umask 027 the .htaccess
+    // would be unreadable for the web server, and every page a 403.
+    f.set_permissions(Permissions::from_mode(mode))?;
+    f.write_all(text.as_bytes())
+}
+
+/// Whether `inner` is `outer` or lies below it, symlinks resolved where
+/// the paths exist.
+fn lies_within(inner: &Path, outer: &Path) -> bool {
+    let real = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    real(inner).starts_with(real(outer))
+}
+
+/// A TOML basic string: quotes, backslashes and control characters escaped
+/// (TOML 1.0, "String").
+fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A path as a TOML string; None when it is not UTF-8 (TOML cannot hold
+/// it, and a lossy copy would name another file).
+fn toml_path(p: &Path) -> Option<String> {
+    p.to_str().map(toml_string)
+}
+
+/// Whether `line` is the template's example line for `key`: `key = ...`,
+/// or `# key = ...` when commented out. Explanations in the comments indent
+/// their examples further (`#   key = ...`), so they never match.
+fn is_key_line(line: &str, key: &str) -> bool {
+    let body = line.strip_prefix("# ").unwrap_or(line);
+    body.strip_prefix(key)
+        .is_some_and(|rest| rest.trim_start().starts_with('='))
+}
+
+/// The template with its example lines replaced: a key whose value was
+/// found gets `key = value`; the others keep the template's example,
+/// commented out, for the user to complete.
 fn render_site(found: &Found) -> String {
-    let quoted = |p: &Path| {
-        format!(
-            "\"{}\"",
-            p.display()
-                .to_string()
-                .replace('\\', "\\\\")
-                .replace('"', "\\\"")
-        )
+    let value = |key: &str| -> Option<String> {
+        match key {
+            "python" => found.python.as_deref().and_then(toml_path),
+            "search_path" => found
+                .project_dir
+                .as_deref()
+                .and_then(toml_path)
+                .map(|p| format!("[{p}]")),
+            "settings_module" => found.settings_module.as_deref().map(toml_string),
+            _ => None,
+        }
     };
-    let values: [(&str, Option<String>, &str); 4] = [
-        (
-            "{{search_path}}",
-            found.project_dir.as_deref().map(quoted),
-            "\"/home/user/myproject\"",
-        ),
-        (
-            "{{settings_module}}",
-            found.settings_module.clone(),
-            "myproject.settings",
-        ),
-        ("{{wsgi_app}}", None, "myproject.wsgi:application"),
-        (
-            "{{python}}",
-            found.python.as_deref().map(|p| p.display().to_string()),
-            "/home/user/venv/bin/python3",
-        ),
-    ];
     let mut out = String::with_capacity(SITE_TEMPLATE.len() + 256);
     for line in SITE_TEMPLATE.lines() {
-        let mut line = line.to_owned();
-        if let Some((ph, value, example)) = values.iter().find(|(ph, _, _)| line.contains(ph)) {
-            match value {
-                Some(v) => {
-                    line = line.replace(ph, v);
-                    if let Some(rest) = line.strip_prefix('#') {
-                        line = rest.trim_start().to_owned();
-                    }
-                }
+        match FILLED_KEYS.iter().find(|k| is_key_line(line, k)) {
+            Some(key) => match value(key) {
+                Some(v) => out.push_str(&format!("{key} = {v}")),
+                None if line.starts_with("# ") => out.push_str(line),
                 None => {
-                    line = line.replace(ph, example);
-                    if !line.trim_start().starts_with('#') {
-                        line = format!("# {line}");
-                    }
+                    out.push_str("# ");
+                    out.push_str(line);
                 }
-            }
+            },
+            None => out.push_str(line),
         }
-        out.push_str(&line);
         out.push('\n');
     }
     out
@@ -269,6 +358,47 @@ mod tests {
     }
 
     #[test]
+    fn template_has_exactly_one_example_line_per_filled_key() {
+        for key in FILLED_KEYS {
+            let n = SITE_TEMPLATE
+                .lines()
+                .filter(|l| is_key_line(l, key))
+                .count();
+            assert_eq!(
+                n, 1,
+                "example lines for `{key}` in shim-templates/site.toml"
+            );
+        }
+    }
+
+    #[test]
+    fn key_lines_are_told_from_explanations_and_longer_keys() {
+        assert!(is_key_line("python = \"x\"", "python"));
+        assert!(is_key_line("# wsgi_app = \"a:b\"", "wsgi_app"));
+        assert!(is_key_line("python=\"x\"", "python"));
+        assert!(!is_key_line(
+            "#   search_path = [\"a\", \"b\"]",
+            "search_path"
+        ));
+        assert!(!is_key_line("pythonpath = 1", "python"));
+        assert!(!is_key_line(
+            "# The interpreter that runs your app: python",
+            "python"
+        ));
+    }
+
+    #[test]
+    fn shipped_template_parses_as_the_example_it_shows() {
+        let site =
+            crate::config::parse(Path::new("/home/user/public_html/site.toml"), SITE_TEMPLATE)
+                .expect("shim-templates/site.toml is valid as shipped");
+        assert_eq!(site.python.as_deref(), Some("/home/user/venv/bin/python3"));
+        assert_eq!(site.search_path, [PathBuf::from("/home/user/myproject")]);
+        assert_eq!(site.settings_module.as_deref(), Some("myproject.settings"));
+        assert_eq!(site.wsgi_app, None);
+    }
+
+    #[test]
     fn rendered_template_parses_and_keeps_what_was_found() {
         let found = Found {
             project_dir: Some(PathBuf::from("/home/u/proj")),
@@ -276,20 +406,69 @@ mod tests {
             python: None,
         };
         let text = render_site(&found);
-        assert!(!text.contains("{{"), "{text}");
         let site = crate::config::parse(Path::new("/home/u/www/site.toml"), &text)
             .expect("valid site.toml");
         assert_eq!(site.settings_module.as_deref(), Some("proj.settings"));
         assert_eq!(site.search_path, [PathBuf::from("/home/u/proj")]);
+        // No virtualenv found: the example stays, commented out.
         assert_eq!(site.python, None);
+        assert!(
+            text.lines()
+                .any(|l| l == "# python = \"/home/user/venv/bin/python3\""),
+            "{text}"
+        );
+        // Only the four example lines change.
+        assert_eq!(text.lines().count(), SITE_TEMPLATE.lines().count());
+    }
+
+    #[test]
+    fn paths_with_quotes_backslashes_and_newlines_survive_the_round_trip() {
+        let odd = PathBuf::from("/home/u/my \"odd\\ proj\n\ttab");
+        let found = Found {
+            project_dir: Some(odd.clone()),
+            settings_module: Some("proj.settings".into()),
+            python: Some(odd.join("venv/bin/python3")),
+        };
+        let site = crate::config::parse(Path::new("/w/site.toml"), &render_site(&found))
+            .expect("escaped values parse");
+        assert_eq!(site.search_path, std::slice::from_ref(&odd));
+        assert_eq!(
+            site.python.map(PathBuf::from),
+            Some(odd.join("venv/bin/python3"))
+        );
     }
 
     #[test]
     fn unknown_values_stay_commented_out() {
         let text = render_site(&Found::default());
-        assert!(!text.contains("{{"), "{text}");
         // No app yet: the file says so when loaded, naming what to set.
         let e = crate::config::parse(Path::new("/s/site.toml"), &text).expect_err("no app set");
         assert!(e.message.contains("no app"), "{e}");
+        for key in FILLED_KEYS {
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("# {key} = "))),
+                "`{key}` not left as a commented example:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_project_in_the_web_root_or_below_lies_within_it() {
+        assert!(lies_within(
+            Path::new("/nonexistent/www"),
+            Path::new("/nonexistent/www")
+        ));
+        assert!(lies_within(
+            Path::new("/nonexistent/www/proj"),
+            Path::new("/nonexistent/www")
+        ));
+        assert!(!lies_within(
+            Path::new("/nonexistent/proj"),
+            Path::new("/nonexistent/www")
+        ));
+        assert!(!lies_within(
+            Path::new("/nonexistent/www2"),
+            Path::new("/nonexistent/www")
+        ));
     }
 }

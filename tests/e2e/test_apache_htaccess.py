@@ -1,11 +1,16 @@
 """The .htaccess files the project ships (htaccess/), used unchanged in a
 web root and in a sub-directory, through the private Apache (mod_fcgid,
-mod_cgid and mod_rewrite loaded). mod_fastcgi is not packaged in Debian 12,
-so fastcgi.htaccess cannot be tested here."""
+mod_cgid and mod_rewrite loaded). mod_fastcgi is not packaged in Debian 12:
+fastcgi.htaccess is run with its one handler line made mod_fcgid's, so that
+everything else in it (the rewrite and the deny rules) is tested as shipped.
+
+The deny rules are tested as Apache 2.4 runs them and, with the files'
+2.4/2.2 guards swapped and mod_access_compat loaded, as Apache 2.2 would
+(Order/Deny and the rewrite rule for dot folders)."""
 
 import pytest
 
-from e2e_harness import REPO
+from e2e_harness import APACHE_MODULES, HTACCESS, MODULES, REPO, start_site
 
 TOKEN = "Token 9944b09199c62bcf9418ad846dd0e4bb"
 
@@ -74,3 +79,177 @@ def test_shipped_htaccess_serves_static_files_itself(make_site):
     r = site.get("/hello/")
     assert r.status_code == 200, r.text
     assert "<h1>Hello from djsite</h1>" in r.text
+
+
+# --- private files in the web root ------------------------------------------
+
+PROBE = """\
+def application(environ, start_response):
+    lines = ["probe"] + ["%s=%s" % (k, environ[k]) for k in
+                         ("SCRIPT_NAME", "PATH_INFO", "HTTP_AUTHORIZATION") if k in environ]
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [("\\n".join(lines) + "\\n").encode("latin-1")]
+"""
+
+# A 1x1 PNG: the bytes must come back unchanged.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
+
+# (path below the site's folder, content): what a review found downloadable,
+# plus their kin. Every one of them must answer 403.
+PRIVATE = [
+    ("proj/proj/settings.py", "SECRET_KEY = 'django-insecure-leaked'\n"),
+    ("proj/manage.py", "#!/usr/bin/env python\n# manage.py\n"),
+    ("proj/proj/__pycache__/settings.cpython-311.pyc", "compiled secret\n"),
+    ("proj/db.sqlite3", "SQLite format 3\0 secret rows\n"),
+    ("proj/db.sqlite3-journal", "journal secret\n"),
+    ("data.db", "db secret\n"),
+    ("site.toml.bak", "SECRET_KEY = 'backup'\n"),
+    ("site.toml~", "SECRET_KEY = 'editor backup'\n"),
+    (".site.toml.swp", "swap secret\n"),
+    ("settings.py.orig", "orig secret\n"),
+    ("dump.SQL", "INSERT secret;\n"),
+    (".env", "SECRET_KEY=dotenv\n"),
+    ("mysite.log", "traceback secret\n"),
+    ("django.pid", "12345\n"),
+    (".git/config", "[remote] url = secret\n"),
+    (".venv/pyvenv.cfg", "home = secret\n"),
+    ("static/.hidden/notes.txt", "hidden secret\n"),
+]
+
+# (path, content type prefix, content): served by Apache itself.
+PUBLIC = [
+    ("static/site.css", "text/css", b"body { color: #333; }\n"),
+    ("static/app.js", "", b"console.log('hi');\n"),
+    ("static/logo.png", "image/png", PNG),
+    ("robots.txt", "text/plain", b"User-agent: *\n"),
+    (".well-known/acme-challenge/token123", "", b"token123.key\n"),
+]
+
+
+def swap_guards(text):
+    """The file as Apache 2.2 would read it: what is guarded for 2.4
+    (<IfModule mod_authz_core.c>) is skipped, what is guarded for 2.2 is
+    used. (2.4 runs Order/Deny with mod_access_compat.)"""
+    positive, negative = "<IfModule mod_authz_core.c>", "<IfModule !mod_authz_core.c>"
+    assert positive in text and negative in text
+    return text.replace(negative, "\0").replace(positive, negative).replace("\0", positive)
+
+
+def as_fcgid(name, text):
+    """fastcgi.htaccess with mod_fcgid's handler in place of mod_fastcgi's."""
+    if name != "fastcgi.htaccess":
+        return text
+    line = "AddHandler fastcgi-script .fcgi\n"
+    assert text.count(line) == 1, "fastcgi.htaccess: expected one mod_fastcgi handler line"
+    return text.replace(line, "AddHandler fcgid-script .fcgi\n")
+
+
+def private_site(make_site, htaccess, mount="", modules=None, name=None):
+    """A probe app behind `htaccess`, with PRIVATE and PUBLIC placed in its
+    folder, readable by everyone (so that only the rules can refuse them)."""
+    site = make_site("wsgi", htaccess=htaccess, mount=mount, apache_modules=modules,
+                     name=name)
+    (site.app / "probe.py").write_text(PROBE)
+    site.write_config(wsgi_app="probe:application")
+    for rel, content in PRIVATE:
+        path = site.dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    for rel, _, content in PUBLIC:
+        path = site.dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    for path in [site.dir, *site.dir.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else (path.stat().st_mode | 0o444))
+    return site
+
+
+def check_private_refused_public_served(site, prefix):
+    for rel, content in PRIVATE:
+        r = site.get(f"{prefix}/{rel}")
+        assert r.status_code == 403, (rel, r.status_code, r.text[:200])
+        assert "secret" not in r.text and content not in r.text, rel
+    # site.toml itself, as before.
+    r = site.get(f"{prefix}/site.toml")
+    assert r.status_code == 403, r.text[:200]
+    for rel, ctype, content in PUBLIC:
+        r = site.get(f"{prefix}/{rel}")
+        assert r.status_code == 200, (rel, r.status_code, r.text[:200])
+        assert r.content == content, rel
+        assert r.headers.get("Content-Type", "").startswith(ctype), (rel, r.headers)
+
+
+def probe(site, path, **kw):
+    """The app's SCRIPT_NAME, PATH_INFO (and HTTP_AUTHORIZATION if sent)."""
+    r = site.get(path, **kw)
+    assert r.status_code == 200, (path, r.status_code, r.text[:300])
+    assert r.text.startswith("probe\n"), (path, r.text[:300])
+    return dict(line.split("=", 1) for line in r.text.splitlines()[1:])
+
+
+ALL_FOUR = [
+    pytest.param("auto.htaccess", id="auto"),
+    pytest.param("fcgid.htaccess", id="fcgid"),
+    pytest.param("cgi.htaccess", id="cgi"),
+    pytest.param("fastcgi.htaccess", id="fastcgi-rules"),
+]
+
+
+@pytest.mark.parametrize("name", ALL_FOUR)
+def test_shipped_htaccess_refuses_private_files_and_serves_the_rest(make_site, name):
+    site = start_site(private_site(make_site, as_fcgid(name, shipped(name))))
+    check_private_refused_public_served(site, "")
+    # The app still runs, and a URL that only looks like a private file but
+    # names none goes to it: the rules refuse files, not URLs.
+    assert probe(site, "/") == {"SCRIPT_NAME": "", "PATH_INFO": "/"}
+    for path in ("/foo.py", "/proj/proj/missing.py", "/backup.bak", "/.env.production",
+                 "/.git/HEAD", "/a/b.sqlite3"):
+        assert probe(site, path) == {"SCRIPT_NAME": "", "PATH_INFO": path}, path
+    # Aimed at the app by name: its PATH_INFO is not a file either.
+    assert probe(site, "/mysite.fcgi/x.toml")["PATH_INFO"] == "/x.toml"
+
+
+def test_auto_htaccess_refuses_private_files_in_a_subfolder_site(make_site):
+    site = start_site(private_site(make_site, shipped("auto.htaccess"), mount="blog"))
+    check_private_refused_public_served(site, "/blog")
+    assert probe(site, "/blog/foo.py") == {"SCRIPT_NAME": "/blog", "PATH_INFO": "/foo.py"}
+    assert probe(site, "/blog/") == {"SCRIPT_NAME": "/blog", "PATH_INFO": "/"}
+
+
+def test_rules_hold_with_allowoverride_without_limit(make_site):
+    """Many hosts allow FileInfo, Options and AuthConfig but not Limit
+    (Order/Deny): on Apache 2.4 the file must still work and refuse."""
+    site = private_site(make_site, shipped("auto.htaccess"))
+    site.apache.extra_conf = (f"<Directory {site.www}>\n"
+                              "    AllowOverride FileInfo Options AuthConfig\n"
+                              "</Directory>\n")
+    start_site(site)
+    check_private_refused_public_served(site, "")
+    assert probe(site, "/foo.py") == {"SCRIPT_NAME": "", "PATH_INFO": "/foo.py"}
+
+
+WITH_ACCESS_COMPAT = [*APACHE_MODULES, ("access_compat_module", "mod_access_compat.so")]
+
+
+@pytest.mark.parametrize("name", ALL_FOUR)
+def test_apache_22_forms_refuse_private_files_too(make_site, name):
+    assert (MODULES / "mod_access_compat.so").is_file()
+    site = start_site(private_site(make_site, swap_guards(as_fcgid(name, shipped(name))),
+                                   modules=WITH_ACCESS_COMPAT))
+    check_private_refused_public_served(site, "")
+    assert probe(site, "/") == {"SCRIPT_NAME": "", "PATH_INFO": "/"}
+    assert probe(site, "/a/b") == {"SCRIPT_NAME": "", "PATH_INFO": "/a/b"}
+    # 2.2 refuses by name, file or not (documented in the files).
+    assert site.get("/foo.py").status_code == 403
+
+
+def test_without_the_deny_rules_the_private_files_are_downloadable(make_site):
+    """The control: the same web root behind the seed's rules alone. If this
+    fails, the 403s above prove nothing (a permission problem, say)."""
+    site = start_site(private_site(make_site, HTACCESS))
+    for rel, content in PRIVATE:
+        r = site.get(f"/{rel}")
+        assert (r.status_code, r.content) == (200, content.encode()), rel

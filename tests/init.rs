@@ -1,0 +1,441 @@
+//! `mysite.fcgi init` and the site.toml it starts from, driven through the
+//! real binary as a user runs it over SSH: the shipped template is valid
+//! for the shim's own loader and `check`, init's files get exact modes
+//! whoever runs it and whatever the umask, an existing file is never
+//! touched, and init warns about a Django project inside the web root.
+//! (The older init tests, on Django and virtualenv detection, are in
+//! tests/cli.rs.)
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+fn template() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("shim-templates/site.toml")
+}
+
+fn template_text() -> String {
+    fs::read_to_string(template()).expect("shim-templates/site.toml")
+}
+
+/// Runs the binary installed as `<dir>/mysite.fcgi`, from `dir`, with only
+/// PATH in its environment and, if given, that umask.
+fn init_in(dir: &Path, args: &[&str], umask: Option<libc::mode_t>) -> Output {
+    let bin = install_binary(dir);
+    let mut cmd = Command::new(&bin);
+    server_env(&mut cmd).arg("init").args(args).current_dir(dir);
+    if let Some(mask) = umask {
+        // SAFETY: umask is async-signal-safe and touches no memory; nothing
+        // else runs between fork and exec here.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::umask(mask);
+                Ok(())
+            });
+        }
+    }
+    run(&mut cmd, None, Duration::from_secs(10))
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no memory effects and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// A Django project (the test site's manage.py) at `dir`.
+fn django_project(dir: &Path) {
+    fs::create_dir_all(dir).expect("project dir");
+    let manage = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sites/djsite/manage.py");
+    fs::copy(&manage, dir.join("manage.py")).expect("manage.py");
+}
+
+// --- the shipped template -------------------------------------------------
+
+#[test]
+fn shipped_site_toml_loads_with_the_shims_own_loader() {
+    let tmp = TempDir::new("tpl-load");
+    let copy = tmp.join("site.toml");
+    fs::copy(template(), &copy).expect("copy the template");
+    let site = fcgi_shim::config::load(&copy).unwrap_or_else(|e| panic!("{e}"));
+    // The example it shows: a Django project with a virtualenv.
+    assert_eq!(site.python.as_deref(), Some("/home/user/venv/bin/python3"));
+    assert_eq!(site.search_path, [PathBuf::from("/home/user/myproject")]);
+    assert_eq!(site.settings_module.as_deref(), Some("myproject.settings"));
+    assert_eq!(site.wsgi_app, None);
+    assert!(site.env.is_empty(), "{:?}", site.env);
+}
+
+#[test]
+fn check_reads_the_shipped_site_toml_and_complains_only_about_the_example_paths() {
+    let tmp = TempDir::new("tpl-check");
+    let copy = tmp.join("site.toml");
+    fs::copy(template(), &copy).expect("copy the template");
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let mut cmd = Command::new(BIN);
+    server_env(&mut cmd)
+        .arg("check")
+        .env("FCGI_SHIM_SITE", &copy)
+        .current_dir(tmp.path());
+    let out = run(&mut cmd, None, Duration::from_secs(10));
+    let text = out.all_text();
+    assert!(!out.status.success(), "{text}");
+    // Parsed: the values are listed, and the one problem is the example's
+    // interpreter, which does not exist here.
+    assert!(
+        text.contains("settings_module myproject.settings"),
+        "{text}"
+    );
+    assert!(text.contains("result            1 problem"), "{text}");
+    assert!(
+        text.contains("/home/user/venv/bin/python3 is not an executable file"),
+        "{text}"
+    );
+    assert!(!text.contains("not valid TOML"), "{text}");
+}
+
+#[test]
+fn the_shipped_site_toml_edited_as_its_comments_say_passes_check() {
+    // A WSGI (non-Django) user: their interpreter and folder, settings_module
+    // commented out, wsgi_app uncommented and set. Nothing else changed.
+    let tmp = TempDir::new("tpl-edit");
+    let apps = apps_dir();
+    let edits = [
+        (
+            "python = \"/home/user/venv/bin/python3\"",
+            "python = \"python3\"".to_owned(),
+        ),
+        (
+            "search_path = [\"/home/user/myproject\"]",
+            format!("search_path = [{}]", toml_str(&apps.to_string_lossy())),
+        ),
+        (
+            "settings_module = \"myproject.settings\"",
+            "# settings_module = \"myproject.settings\"".to_owned(),
+        ),
+        (
+            "# wsgi_app = \"myproject.wsgi:application\"",
+            "wsgi_app = \"echo:app\"".to_owned(),
+        ),
+    ];
+    let mut text = template_text();
+    for (old, new) in &edits {
+        let lines = text.lines().filter(|l| l == old).count();
+        assert_eq!(lines, 1, "the template has no single line `{old}`");
+        text = text
+            .lines()
+            .map(|l| if l == *old { new.as_str() } else { l })
+            .collect::<Vec<_>>()
+            .join("\n");
+    }
+    let copy = tmp.join("site.toml");
+    fs::write(&copy, text).expect("write the edited copy");
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let mut cmd = Command::new(BIN);
+    server_env(&mut cmd)
+        .arg("check")
+        .env("FCGI_SHIM_SITE", &copy)
+        .current_dir(tmp.path());
+    let out = run(&mut cmd, None, Duration::from_secs(30));
+    assert!(out.status.success(), "{}", out.all_text());
+}
+
+/// The keys the shim knows, as its own "unknown key" message lists them.
+fn known_keys() -> Vec<String> {
+    let e = fcgi_shim::config::parse(Path::new("/s/site.toml"), "zzzz_qqqq_xxxx = 1\n")
+        .expect_err("an unknown key");
+    let list = e
+        .message
+        .split_once("valid keys are ")
+        .unwrap_or_else(|| panic!("no key list in: {e}"))
+        .1;
+    let keys: Vec<String> = list.split(", ").map(|k| k.trim().to_owned()).collect();
+    assert!(keys.len() > 10, "{keys:?}");
+    keys
+}
+
+#[test]
+fn every_key_the_shim_knows_is_explained_in_the_template_with_a_valid_example() {
+    let text = template_text();
+    for key in known_keys() {
+        let shown = text.lines().any(|l| {
+            let body = l.strip_prefix("# ").unwrap_or(l);
+            if key == "env" {
+                body == "[env]"
+            } else {
+                body.starts_with(&format!("{key} = "))
+            }
+        });
+        assert!(shown, "key `{key}` has no example line in site.toml");
+    }
+    // Every example, uncommented, is accepted: the comments show values
+    // that work. (`# [env]` and the variables after it included.)
+    let mut in_env = false;
+    let all: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let body = l.strip_prefix("# ").unwrap_or(l);
+            let is_example = body == "[env]"
+                || body
+                    .split_once(" = ")
+                    .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+            in_env |= body == "[env]";
+            if is_example && (in_env || !body.starts_with(char::is_uppercase)) {
+                body.to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    let all = all.join("\n");
+    let site = fcgi_shim::config::parse(Path::new("/home/user/public_html/site.toml"), &all)
+        .unwrap_or_else(|e| panic!("{e}\n{all}"));
+    assert_eq!(site.wsgi_app.as_deref(), Some("myproject.wsgi:application"));
+    assert_eq!(site.script_name.as_deref(), Some(""));
+    assert!(
+        !site.env.is_empty(),
+        "the [env] example was not uncommented"
+    );
+}
+
+#[test]
+fn template_says_exactly_when_script_name_is_needed() {
+    let text = template_text();
+    let section = text
+        .split("# --- Where the site is mounted")
+        .nth(1)
+        .and_then(|s| s.split("# --- ").next())
+        .expect("the script_name section");
+    for want in [
+        "lighttpd",
+        "\"/\" => ",
+        "fix-root-scriptname",
+        "script_name = \"\"",
+        "Not needed with the shipped .htaccess files",
+    ] {
+        assert!(section.contains(want), "`{want}` missing from:\n{section}");
+    }
+}
+
+// --- init: modes and owners ------------------------------------------------
+
+#[test]
+fn init_writes_site_toml_0600_and_htaccess_0644_whatever_the_umask() {
+    // 077 would make .htaccess unreadable for the web server (403 for every
+    // page); 000 would make site.toml world-readable.
+    for mask in [0o077, 0o000, 0o022, 0o027] {
+        let tmp = TempDir::new(&format!("init-umask-{mask:o}"));
+        let out = init_in(tmp.path(), &[], Some(mask));
+        assert!(out.status.success(), "{}", out.all_text());
+        assert_eq!(
+            mode(&tmp.join("site.toml")),
+            0o600,
+            "site.toml, umask {mask:o}"
+        );
+        assert_eq!(
+            mode(&tmp.join(".htaccess")),
+            0o644,
+            ".htaccess, umask {mask:o}"
+        );
+        assert!(
+            out.stdout_text().contains("(mode 600") && out.stdout_text().contains("(mode 644"),
+            "{}",
+            out.all_text()
+        );
+    }
+}
+
+/// Regression: run as root, init wrote site.toml world-readable (mode 644).
+#[test]
+fn init_as_root_writes_site_toml_0600_owned_by_the_folders_owner() {
+    let tmp = TempDir::new("init-root");
+    let www = tmp.join("public_html");
+    fs::create_dir(&www).expect("www");
+    // As root: the folder belongs to a user (nobody), as a user's web root
+    // does. Otherwise the files are simply the caller's.
+    let (uid, gid) = if euid() == 0 {
+        std::os::unix::fs::chown(&www, Some(65534), Some(65534)).expect("chown");
+        (65534, 65534)
+    } else {
+        let m = fs::metadata(&www).expect("stat");
+        (m.uid(), m.gid())
+    };
+    let out = init_in(&www, &[], Some(0o022));
+    assert!(out.status.success(), "{}", out.all_text());
+    for (name, want) in [("site.toml", 0o600), (".htaccess", 0o644)] {
+        let path = www.join(name);
+        let m = fs::metadata(&path).expect("written");
+        assert_eq!(m.permissions().mode() & 0o7777, want, "{name}");
+        assert_eq!((m.uid(), m.gid()), (uid, gid), "{name} owner");
+    }
+    if euid() == 0 {
+        assert!(
+            out.stdout_text().contains("owner 65534:65534"),
+            "{}",
+            out.all_text()
+        );
+    }
+}
+
+// --- init: never overwrites -----------------------------------------------
+
+#[test]
+fn init_never_overwrites_or_rechmods_an_existing_site_toml_or_htaccess() {
+    let tmp = TempDir::new("init-keep");
+    let site = tmp.join("site.toml");
+    let htaccess = tmp.join(".htaccess");
+    fs::write(&site, "wsgi_app = \"mine:app\"\n").expect("site.toml");
+    fs::write(&htaccess, "# my own rules\n").expect(".htaccess");
+    fs::set_permissions(&site, fs::Permissions::from_mode(0o640)).expect("chmod");
+    fs::set_permissions(&htaccess, fs::Permissions::from_mode(0o604)).expect("chmod");
+    let out = init_in(tmp.path(), &[], None);
+    assert!(out.status.success(), "{}", out.all_text());
+    assert_eq!(
+        out.stdout_text().matches("kept ").count(),
+        2,
+        "{}",
+        out.all_text()
+    );
+    assert!(!out.stdout_text().contains("wrote "), "{}", out.all_text());
+    assert_eq!(
+        fs::read_to_string(&site).expect("site"),
+        "wsgi_app = \"mine:app\"\n"
+    );
+    assert_eq!(
+        fs::read_to_string(&htaccess).expect("ht"),
+        "# my own rules\n"
+    );
+    assert_eq!(mode(&site), 0o640);
+    assert_eq!(mode(&htaccess), 0o604);
+}
+
+#[test]
+fn init_never_writes_through_a_symlink() {
+    // Root running init in a user's folder must not be led to create or
+    // fill a file elsewhere: a planted link, even a dangling one, is kept.
+    let tmp = TempDir::new("init-link");
+    let www = tmp.join("www");
+    fs::create_dir(&www).expect("www");
+    let elsewhere = tmp.join("elsewhere.toml");
+    std::os::unix::fs::symlink(&elsewhere, www.join("site.toml")).expect("symlink");
+    let out = init_in(&www, &[], None);
+    assert!(out.status.success(), "{}", out.all_text());
+    assert!(!elsewhere.exists(), "init wrote through the symlink");
+    assert!(
+        fs::symlink_metadata(www.join("site.toml"))
+            .expect("link")
+            .file_type()
+            .is_symlink()
+    );
+    assert!(out.stdout_text().contains("kept "), "{}", out.all_text());
+    // The other file is still written.
+    assert_eq!(mode(&www.join(".htaccess")), 0o644);
+}
+
+// --- init: a Django project inside the web root ---------------------------
+
+const WEB_ROOT_WARNING: &str = "lies inside the web root";
+
+#[test]
+fn init_warns_when_the_django_project_it_found_lies_inside_the_web_root() {
+    let tmp = TempDir::new("init-inside");
+    let www = tmp.join("public_html");
+    let proj = www.join("proj");
+    django_project(&proj);
+    let out = init_in(&www, &[], None);
+    let text = out.stdout_text();
+    assert!(out.status.success(), "{}", out.all_text());
+    let warning = text
+        .lines()
+        .skip_while(|l| !l.contains(WEB_ROOT_WARNING))
+        .take_while(|l| !l.starts_with("wrote"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(warning.starts_with("warning:"), "no warning in:\n{text}");
+    for want in [
+        proj.to_str().expect("utf-8"),
+        www.to_str().expect("utf-8"),
+        "*.py",
+        "*.sqlite3",
+        "safer",
+    ] {
+        assert!(warning.contains(want), "`{want}` missing from:\n{warning}");
+    }
+    // It still fills in the project: the warning is advice, not refusal.
+    let site = fcgi_shim::config::load(&www.join("site.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(site.search_path, [proj]);
+    assert_eq!(site.settings_module.as_deref(), Some("mysite.settings"));
+}
+
+#[test]
+fn init_warns_when_manage_py_is_in_the_web_root_itself_or_given_inside_it() {
+    // manage.py right in public_html.
+    let tmp = TempDir::new("init-root-proj");
+    django_project(tmp.path());
+    let out = init_in(tmp.path(), &[], None);
+    assert!(
+        out.stdout_text().contains(WEB_ROOT_WARNING),
+        "{}",
+        out.all_text()
+    );
+    // --project naming a folder below the web root.
+    let tmp = TempDir::new("init-given-proj");
+    let www = tmp.join("www");
+    django_project(&www.join("deep/proj"));
+    let arg = format!("--project={}", www.join("deep/proj").display());
+    let out = init_in(&www, &[&arg], None);
+    assert!(out.status.success(), "{}", out.all_text());
+    assert!(
+        out.stdout_text().contains(WEB_ROOT_WARNING),
+        "{}",
+        out.all_text()
+    );
+}
+
+#[test]
+fn init_does_not_warn_for_a_project_beside_the_web_root() {
+    let tmp = TempDir::new("init-beside");
+    let www = tmp.join("public_html");
+    fs::create_dir(&www).expect("www");
+    // Named so that a prefix test on strings would take it for the web root.
+    django_project(&tmp.join("public_html2"));
+    let out = init_in(&www, &[], None);
+    assert!(out.status.success(), "{}", out.all_text());
+    assert!(
+        out.stdout_text().contains("found a Django project"),
+        "{}",
+        out.all_text()
+    );
+    assert!(
+        !out.stdout_text().contains(WEB_ROOT_WARNING),
+        "{}",
+        out.all_text()
+    );
+}
+
+#[test]
+fn init_output_says_when_lighttpd_needs_script_name() {
+    let tmp = TempDir::new("init-lt");
+    let out = init_in(tmp.path(), &[], None);
+    let line = out
+        .stdout_text()
+        .lines()
+        .find(|l| l.trim_start().starts_with("- lighttpd"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no lighttpd line in:\n{}", out.all_text()));
+    assert!(line.contains("script_name = \"\""), "{line}");
+    assert!(line.contains("\"/\""), "{line}");
+}
