@@ -15,6 +15,7 @@ test_runfcgi_other_user.py.)
 """
 
 import os
+import time
 
 from e2e_harness import (
     FrontedSite,
@@ -143,8 +144,12 @@ def test_lighttpd_two_sites_as_shipped(make_site):
     socks = sorted(p.name for p in one.sockdir.iterdir() if p.is_socket())
     assert socks == ["site1-blog.socket-0", "site1.socket-0", "site1.socket-1",
                      "site2.socket-0", "site2.socket-1"], socks
-    # lighttpd's stop takes the apps along.
+    # lighttpd's stop takes the apps along (SIGTERM: each finishes, then
+    # exits within its grace of about 3 s).
     assert front.stop()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(processes_referring_to(s.www) for s in (one, two)):
+        time.sleep(0.1)
     for site in (one, two):
         left = processes_referring_to(site.www)
         assert left == [], left
