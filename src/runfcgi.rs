@@ -227,12 +227,13 @@ site.toml is an error at start: nothing is started.
         "
 A web server running as another user (www-data) needs write permission on
 the socket to connect: with the default umask 022 the socket is rwxr-xr-x
-and it fails with \"Permission denied\" (Apache logs AH02454, lighttpd
-\"connect failed\"). With umask=000 the socket is rwxrwxrwx: any local user
-can then connect to it, so keep it in a directory only you and the web
-server can enter (mkdir -m 0750 ~/run, group www-data). Or use umask=007
-when the socket's group is the web server's (a setgid directory of that
-group). The umask also applies to files the app creates.
+and it fails with \"Permission denied\" (Apache: 503 and AH02454 in its
+error log; lighttpd: 503, \"establishing connection failed\"; nginx: 502).
+With umask=000 the socket is rwxrwxrwx: any local user can then connect
+to it, so keep it in a directory only you and the web server can enter
+(mkdir -m 0750 ~/run, group www-data). Or use umask=007 when the socket's
+group is the web server's (a setgid directory of that group). The umask
+also applies to files the app creates.
 
 With debug=true one line per request is logged. Tracebacks are not shown
 in the browser as with Django's runfcgi debug: set debug = true and
@@ -1021,6 +1022,7 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
         crate::worker::set_runfcgi_workdir(dir.clone());
     }
     if let Bind::Tcp(addr) = &opts.bind
+        && !reexecuting
         && addr.ip().is_unspecified()
         && std::env::var_os("FCGI_WEB_SERVER_ADDRS").is_none_or(|v| v.is_empty())
     {
@@ -1877,7 +1879,7 @@ mod tests {
         for w in [
             "Permission denied",
             "umask=000",
-            "any local user\ncan",
+            "any local user can",
             "umask=007",
             "Tracebacks are not shown",
             "debug_allow",
