@@ -10,9 +10,23 @@
 #   Run it after deploying new code (or just `touch mysite.fcgi`: the running
 #   shim reloads the app by itself), from cron @reboot, or from a systemd unit.
 # What to replace: the three settings below. PROJDIR is the folder holding
-#   mysite.fcgi and site.toml. The web server's user must be able to write to
-#   $SOCKET (check with `ls -l`; `./mysite.fcgi help` lists the options of
-#   runfcgi).
+#   mysite.fcgi and site.toml. `./mysite.fcgi runfcgi help` lists the options
+#   of runfcgi.
+#
+# The web server's user (www-data) must be able to write to $SOCKET: connect(2)
+# on a unix socket needs it. With runfcgi's default umask 022 the socket is
+# rwxr-xr-x, every page is 503 and Apache's error log says
+#   (13)Permission denied: AH02454: FCGI: attempt to connect to Unix domain
+#   socket /home/user/myproject/mysite.sock (localhost:8000) failed
+# (lighttpd: "establishing connection failed: socket: unix:...: Permission
+# denied"). UMASK=000 below makes it rwxrwxrwx, which lets ANY local user
+# connect and talk to your app: put the socket in a directory only you and
+# the web server can enter, e.g. as root
+#   mkdir -m 0750 /home/user/run && chown user:www-data /home/user/run
+# with SOCKET="/home/user/run/mysite.sock" (and the same path in the web
+# server's config). UMASK=007 (rwxrwx---) is enough when the socket's group
+# is www-data (`chmod g+s` on that directory). The umask also applies to
+# files the app creates. Check with `ls -l $SOCKET`.
 #
 # The environment below is emptied (env -) so that nothing from your login
 # shell leaks into the site: there is no PATH, so fcgi-shim uses
@@ -24,6 +38,8 @@
 PROJDIR="/home/user/myproject"
 PIDFILE="$PROJDIR/mysite.pid"
 SOCKET="$PROJDIR/mysite.sock"
+# The socket's mode: see above before you change it.
+UMASK=000
 
 cd $PROJDIR
 if [ -f $PIDFILE ]; then
@@ -40,4 +56,4 @@ fi
 
 exec /usr/bin/env - \
   PYTHONPATH="../python:.." \
-  ./mysite.fcgi runfcgi socket=$SOCKET pidfile=$PIDFILE
+  ./mysite.fcgi runfcgi socket=$SOCKET pidfile=$PIDFILE umask=$UMASK

@@ -34,6 +34,10 @@ pub struct Site {
     pub debug_allow: Vec<Net>,
     /// Extra files whose change triggers a reload.
     pub watch: Vec<PathBuf>,
+    /// The Python worker's working directory (the seed's optional
+    /// `os.chdir(project)`); None: runfcgi's `workdir=` if given, else the
+    /// folder of site.toml (see `worker.rs`).
+    pub chdir: Option<PathBuf>,
     /// Run the shim and its Python worker on one CPU (`affinity.rs`). True
     /// unless site.toml says `pin_cpu = false`.
     pub pin_cpu: bool,
@@ -195,6 +199,10 @@ const KEYS: &[(&str, &str)] = &[
         "watch",
         "an array of strings (files whose change reloads the app)",
     ),
+    (
+        "chdir",
+        "the app's working directory, an existing directory, e.g. \"../myproject\" (relative to site.toml's folder)",
+    ),
     ("pin_cpu", "true or false"),
     ("max_requests", "a whole number of requests, 0 for no limit"),
     ("request_timeout", "a whole number of seconds"),
@@ -226,6 +234,29 @@ pub fn locate(script: &Path) -> PathBuf {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     absolute(&dir.join(SITE_FILE))
+}
+
+/// Where `runfcgi` finds site.toml: `FCGI_SHIM_SITE` when set, else beside
+/// `script` when there is one, else in the current directory (for
+/// `fcgi-shim runfcgi` started from PATH in a site's folder, as
+/// `./manage.py runfcgi` was started in the project's). The second value
+/// is the current-directory candidate that was also looked at, when
+/// neither exists, for the error message. The FastCGI and CGI modes keep
+/// [`locate`]: under a web server the current directory is not the user's
+/// choice.
+pub fn locate_runfcgi(script: &Path) -> (PathBuf, Option<PathBuf>) {
+    let beside = locate(script);
+    if std::env::var_os("FCGI_SHIM_SITE").is_some_and(|p| !p.is_empty()) || beside.exists() {
+        return (beside, None);
+    }
+    let here = absolute(Path::new(SITE_FILE));
+    if here == beside {
+        return (beside, None);
+    }
+    if here.exists() {
+        return (here, None);
+    }
+    (beside, Some(here))
 }
 
 /// `path` made absolute against the current directory, without resolving
@@ -423,6 +454,33 @@ pub fn parse(file: &Path, text: &str) -> Result<Site, Error> {
             "pin_cpu" => site.pin_cpu = v.as_bool().ok_or_else(|| wrong(v))?,
             "debug_allow" => site.debug_allow = nets()?,
             "watch" => site.watch = strings()?.iter().map(|p| dir.join(p)).collect(),
+            "chdir" => {
+                let s = string()?;
+                if s.is_empty() {
+                    return Err(err(
+                        vspan,
+                        Some(name),
+                        format!(
+                            "the empty string is no directory; expected {expected}, or leave the key out for site.toml's folder"
+                        ),
+                    ));
+                }
+                let path = dir.join(&s);
+                // Checked here, not at spawn: a missing directory then fails
+                // with this line and key instead of "cannot run python".
+                if !path.is_dir() {
+                    let why = match std::fs::metadata(&path) {
+                        Ok(_) => "is not a directory".to_owned(),
+                        Err(e) => format!("cannot be used: {e}"),
+                    };
+                    return Err(err(
+                        vspan,
+                        Some(name),
+                        format!("{} {why}; expected {expected}", path.display()),
+                    ));
+                }
+                site.chdir = Some(path);
+            }
             "max_requests" => {
                 site.limits.max_requests =
                     integer(v).filter(|n| *n >= 0).ok_or_else(|| wrong(v))? as u64
@@ -628,6 +686,99 @@ N = 3
             assert!(e.message.contains("more than a year"), "{e}");
         }
         assert!(p("wsgi_app = \"a:b\"\nio_timeout = 31536000\n").is_ok());
+    }
+
+    /// A fresh directory under the system's temp dir, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Scratch {
+            let d =
+                std::env::temp_dir().join(format!("fcgi-shim-config-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d); // dropped: it may not exist
+            std::fs::create_dir_all(d.join("project")).expect("create scratch dir");
+            std::fs::write(d.join("file"), "").expect("write scratch file");
+            Scratch(d)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0); // dropped: best effort
+        }
+    }
+
+    #[test]
+    fn chdir_is_relative_to_the_file_and_defaults_to_none() {
+        let d = Scratch::new("chdir-ok");
+        let file = d.0.join("site.toml");
+        let s = parse(&file, "wsgi_app = \"a:b\"\nchdir = \"project\"\n").expect("valid");
+        assert_eq!(s.chdir, Some(d.0.join("project")));
+        let abs = format!("wsgi_app = \"a:b\"\nchdir = {:?}\n", d.0.join("project"));
+        assert_eq!(
+            parse(&file, &abs).expect("valid").chdir,
+            Some(d.0.join("project"))
+        );
+        assert_eq!(
+            parse(&file, "wsgi_app = \"a:b\"\n").expect("valid").chdir,
+            None
+        );
+    }
+
+    #[test]
+    fn chdir_errors_name_the_line_the_key_and_what_is_valid() {
+        let d = Scratch::new("chdir-bad");
+        let file = d.0.join("site.toml");
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "chdir = \"missing\"",
+                &["missing", "No such file", "existing directory"],
+            ),
+            (
+                "chdir = \"file\"",
+                &["file is not a directory", "existing directory"],
+            ),
+            ("chdir = \"\"", &["empty string", "site.toml's folder"]),
+            ("chdir = 3", &["found the integer 3", "existing directory"]),
+            ("chdir = [\"project\"]", &["found an array"]),
+        ];
+        for (line, words) in cases {
+            let e = parse(&file, &format!("wsgi_app = \"a:b\"\n{line}\n")).unwrap_err();
+            assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("chdir")), "{e}");
+            let text = e.to_string();
+            assert!(text.starts_with(&format!("{}, line 2, key `chdir`: ", file.display())));
+            for w in *words {
+                assert!(text.contains(w), "{line}: {w:?} missing from {text}");
+            }
+        }
+        // A near miss is suggested like any other key.
+        let e = parse(&file, "wsgi_app = \"a:b\"\nchdri = \"x\"\n").unwrap_err();
+        assert!(e.message.contains("did you mean `chdir`?"), "{e}");
+    }
+
+    #[test]
+    fn runfcgi_finds_site_toml_beside_the_binary_then_in_the_current_directory() {
+        // Only FCGI_SHIM_SITE unset is exercised here (tests share the
+        // environment); tests/runfcgi.rs covers the variable.
+        if std::env::var_os("FCGI_SHIM_SITE").is_some() {
+            return;
+        }
+        let d = Scratch::new("locate");
+        let cwd = absolute(Path::new(SITE_FILE));
+        // Nothing beside the binary: the current directory's file (if any),
+        // else the binary's with the current directory as the other place.
+        let (file, also) = locate_runfcgi(&d.0.join("bin/fcgi-shim"));
+        if cwd.exists() {
+            assert_eq!((file, also), (cwd, None));
+        } else {
+            assert_eq!((file, also), (d.0.join("bin/site.toml"), Some(cwd)));
+        }
+        // One beside the binary wins.
+        std::fs::write(d.0.join("site.toml"), "").expect("write");
+        assert_eq!(
+            locate_runfcgi(&d.0.join("mysite.fcgi")),
+            (d.0.join("site.toml"), None)
+        );
     }
 
     #[test]

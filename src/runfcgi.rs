@@ -24,7 +24,14 @@
 //! with no child taking them, and never retires a child it cannot tell is
 //! idle.
 //!
-//! `debug=true` logs one line per request with how it ended.
+//! `debug=true` logs one line per request with how it ended. It does not
+//! show tracebacks to visitors as flup's `debug=True` did: that is site.toml's
+//! `debug` with `debug_allow` (FIELD_NOTES: flup's default leaked them).
+//!
+//! site.toml is looked for as `config::locate_runfcgi` says (beside the
+//! binary, else the current directory), and a missing or broken one stops
+//! the start before anything listens: a daemon that answers 500 to every
+//! request is worse than an error at the prompt.
 //!
 //! Stop (SIGTERM from `kill $(cat pidfile)`, Ctrl-C) removes the socket file
 //! first, so that a restarted server can bind at once, then lets children
@@ -36,7 +43,7 @@ use std::collections::VecDeque;
 use std::ffi::CString;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
@@ -113,7 +120,10 @@ struct Options {
     max_children: usize,
     daemonize: bool,
     pidfile: Option<PathBuf>,
-    workdir: PathBuf,
+    /// As given. A daemon changes to it (default `/`, Django's); the Python
+    /// worker runs in it unless site.toml says `chdir` (default: site.toml's
+    /// folder, so that a daemon's `/` is not the app's).
+    workdir: Option<PathBuf>,
     /// None: left as inherited in the foreground, 022 for a daemon (Django's
     /// `become_daemon`).
     umask: Option<u32>,
@@ -121,6 +131,9 @@ struct Options {
     errlog: Option<PathBuf>,
     debug: bool,
 }
+
+/// The daemon's working directory when workdir= is not given (Django's).
+const DEFAULT_WORKDIR: &str = "/";
 
 /// Every option, as `name=VALUE` and one line of help.
 const OPTIONS: &[(&str, &str)] = &[
@@ -130,12 +143,12 @@ const OPTIONS: &[(&str, &str)] = &[
     ),
     (
         "host=ADDRESS",
-        "listen on TCP: an IP address (127.0.0.1, ::1, 0.0.0.0) or localhost; needs port",
+        "listen on TCP: an IP address (127.0.0.1, ::1, 0.0.0.0) or a host name; needs port",
     ),
     ("port=NUMBER", "the TCP port, 1-65535; needs host"),
     (
         "socket=PATH",
-        "listen on a unix socket instead (mode set by umask); a stale one is replaced",
+        "listen on a unix socket instead, mode set by umask; a stale one is replaced",
     ),
     (
         "method=prefork",
@@ -162,10 +175,13 @@ const OPTIONS: &[(&str, &str)] = &[
         "pidfile=PATH",
         "write the server's pid here once it listens; removed when it stops",
     ),
-    ("workdir=DIR", "the daemon's working directory (default /)"),
+    (
+        "workdir=DIR",
+        "the daemon's cwd (default /); if given, the app's too unless site.toml sets chdir",
+    ),
     (
         "umask=OCTAL",
-        "the server's umask, which sets the unix socket's mode (default 022 when daemonizing)",
+        "the server's umask; sets the socket's mode (default 022 as a daemon), see below",
     ),
     (
         "outlog=PATH",
@@ -177,7 +193,7 @@ const OPTIONS: &[(&str, &str)] = &[
     ),
     (
         "debug=BOOL",
-        "log every request at info level (default false)",
+        "log one line per request (default false); no tracebacks to visitors, see below",
     ),
 ];
 
@@ -193,10 +209,14 @@ fn help(prog: &str) -> String {
 
 Serves the site over FastCGI on a socket of its own, as Django's
 `manage.py runfcgi` did, for a web server that connects to it
-(mod_fastcgi's FastCGIExternalServer, nginx fastcgi_pass). Give socket=PATH,
-or host=ADDRESS and port=NUMBER. Paths are relative to the directory it is
-started from. BOOL is true/false/yes/no/1/0. site.toml is found as for
-{prog} itself.
+(Apache mod_proxy_fcgi or FastCGIExternalServer, lighttpd \"socket\" or
+\"host\"/\"port\", nginx fastcgi_pass). Give socket=PATH, or host=ADDRESS
+and port=NUMBER. Paths are relative to the directory it is started from.
+BOOL is true/false/yes/no/1/0.
+
+site.toml is the file FCGI_SHIM_SITE names, else the one beside {prog} as
+invoked, else ./site.toml in the current directory. A missing or invalid
+site.toml is an error at start: nothing is started.
 
 "
     );
@@ -205,10 +225,35 @@ started from. BOOL is true/false/yes/no/1/0. site.toml is found as for
     }
     s.push_str(&format!(
         "
+A web server running as another user (www-data) needs write permission on
+the socket to connect: with the default umask 022 the socket is rwxr-xr-x
+and it fails with \"Permission denied\" (Apache: 503 and AH02454 in its
+error log; lighttpd: 503, \"establishing connection failed\"; nginx: 502).
+With umask=000 the socket is rwxrwxrwx: any local user can then connect
+to it, so keep it in a directory only you and the web server can enter
+(mkdir -m 0750 ~/run, group www-data). Or use umask=007 when the socket's
+group is the web server's (a setgid directory of that group). The umask
+also applies to files the app creates.
+
+With debug=true one line per request is logged. Tracebacks are not shown
+in the browser as with Django's runfcgi debug: set debug = true and
+debug_allow in site.toml for that (for the listed addresses only).
+
+The app runs in site.toml's chdir if it is set, else in workdir=DIR if
+given, else in site.toml's folder. The daemon itself changes to workdir
+(default /, as Django's did).
+
+A host name is looked up (/etc/hosts, DNS); its first IPv4 address is used
+if it has one. With host=0.0.0.0 or host=:: it listens on every address:
+anyone who can reach the port can talk FastCGI to the app; set
+FCGI_WEB_SERVER_ADDRS=127.0.0.1 (comma-separated addresses) to accept only
+the web server.
+
 examples:
   {prog} runfcgi method=threaded host=127.0.0.1 port=3033
   {prog} runfcgi method=prefork socket=/home/user/mysite.sock pidfile=django.pid
   {prog} runfcgi daemonize=false socket=/tmp/mysite.sock
+  {prog} runfcgi socket=/home/user/run/mysite.sock umask=000 pidfile=/home/user/run/mysite.pid
 
 Stop it with Ctrl-C in the foreground, or kill `cat PIDFILE`. `touch {prog}`
 reloads the app; replacing {prog} with `mv` restarts the server on the new
@@ -229,36 +274,54 @@ fn parse_bool(name: &str, v: &str) -> Result<bool, String> {
     }
 }
 
-fn parse_count(name: &str, v: &str, min: u64) -> Result<u64, String> {
+/// A whole number from `min` to u32::MAX. `zero`: what 0 means, for the
+/// message, when `min` is 0.
+fn parse_count(name: &str, v: &str, min: u64, zero: &str) -> Result<u64, String> {
     match v.trim().parse::<u64>() {
         Ok(n) if n >= min && n <= u32::MAX as u64 => Ok(n),
         _ => Err(format!(
-            "{name}={v} is not valid; give a whole number{}",
-            if min > 0 {
-                format!(", at least {min}")
+            "{name}={v} is not valid; give a whole number, {}",
+            if min == 0 {
+                format!("0 or more (0: {zero})")
             } else {
-                " (0 for no limit)".into()
+                format!("at least {min}")
             }
         )),
     }
 }
 
-fn parse_host(v: &str) -> Result<IpAddr, String> {
-    // "[::1]" as in URLs, or bare "::1".
+/// The address to listen on for `host=v`: an IP literal ("[::1]" as in
+/// URLs, or bare "::1"), or a name looked up as Django's runfcgi did
+/// (flup's socket.bind). musl's resolver, linked statically, reads
+/// /etc/hosts and asks the DNS servers of /etc/resolv.conf; no NSS modules.
+fn parse_host(v: &str, port: u16) -> Result<SocketAddr, String> {
     let bare = v
         .strip_prefix('[')
         .and_then(|s| s.strip_suffix(']'))
         .unwrap_or(v);
-    if bare.eq_ignore_ascii_case("localhost") {
-        return Ok(Ipv4Addr::LOCALHOST.into());
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
     }
-    // Names other than localhost are not resolved: a static binary cannot
-    // use the system's resolver (NSS), and a listening address is an IP.
-    bare.parse().map_err(|_| {
-        format!(
-            "host={v} is not an IP address; use e.g. host=127.0.0.1, host=::1, host=0.0.0.0 or host=localhost"
-        )
-    })
+    // localhost without a lookup: 127.0.0.1 whatever /etc/hosts says first.
+    if bare.eq_ignore_ascii_case("localhost") {
+        return Ok(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port));
+    }
+    let hint = "give an IP address (e.g. host=127.0.0.1, host=::1) or a name in /etc/hosts or DNS";
+    if bare.is_empty() {
+        return Err(format!("host= is empty; {hint}"));
+    }
+    let addrs: Vec<SocketAddr> = (bare, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("host={v}: cannot look up this name ({e}); {hint}"))?
+        .collect();
+    // flup bound an AF_INET socket: IPv4 first, as Django users expect of
+    // a name that has both.
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("host={v}: the name has no address; {hint}"))
 }
 
 fn parse_umask(v: &str) -> Result<u32, String> {
@@ -273,8 +336,15 @@ fn parse_umask(v: &str) -> Result<u32, String> {
 
 fn parse_path(name: &str, v: &str) -> Result<PathBuf, String> {
     if v.is_empty() {
+        let example = match name {
+            "socket" => "/home/user/mysite.sock",
+            "pidfile" => "/home/user/mysite.pid",
+            "workdir" => "/home/user/myproject",
+            "outlog" => "/home/user/logs/runfcgi-out.log",
+            _ => "/home/user/logs/runfcgi-err.log",
+        };
         return Err(format!(
-            "{name}= is empty; give a path, e.g. {name}=/home/user/mysite.{name}"
+            "{name}= is empty; give a path, e.g. {name}={example}"
         ));
     }
     Ok(PathBuf::from(v))
@@ -323,7 +393,7 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
         max_children: 50,
         daemonize: true,
         pidfile: None,
-        workdir: PathBuf::from("/"),
+        workdir: None,
         umask: None,
         outlog: None,
         errlog: None,
@@ -358,7 +428,7 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
                     "protocol={v} is not supported: fcgi-shim speaks FastCGI only (protocol=fcgi)"
                 ));
             }
-            "host" => host = Some(parse_host(v)?),
+            "host" => host = Some(v),
             "port" => {
                 port = Some(
                     v.trim()
@@ -383,14 +453,16 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
                     }
                 }
             }
-            "maxrequests" => o.max_requests = parse_count(&name, v, 0)?,
-            "maxspare" => o.max_spare = parse_count(&name, v, 1)? as usize,
-            "minspare" => o.min_spare = parse_count(&name, v, 0)? as usize,
-            "maxchildren" => o.max_children = parse_count(&name, v, 1)? as usize,
+            "maxrequests" => o.max_requests = parse_count(&name, v, 0, "no limit")?,
+            "maxspare" => o.max_spare = parse_count(&name, v, 1, "")? as usize,
+            "minspare" => {
+                o.min_spare = parse_count(&name, v, 0, "no idle child kept in reserve")? as usize
+            }
+            "maxchildren" => o.max_children = parse_count(&name, v, 1, "")? as usize,
             "daemonize" => o.daemonize = parse_bool(&name, v)?,
             "debug" => o.debug = parse_bool(&name, v)?,
             "pidfile" => o.pidfile = Some(parse_path(&name, v)?),
-            "workdir" => o.workdir = parse_path(&name, v)?,
+            "workdir" => o.workdir = Some(parse_path(&name, v)?),
             "outlog" => o.outlog = Some(parse_path(&name, v)?),
             "errlog" => o.errlog = Some(parse_path(&name, v)?),
             "umask" => o.umask = Some(parse_umask(v)?),
@@ -399,7 +471,7 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
     }
     o.bind = match (socket, host, port) {
         (Some(s), None, None) => Bind::Unix(s),
-        (None, Some(h), Some(p)) => Bind::Tcp(SocketAddr::new(h, p)),
+        (None, Some(h), Some(p)) => Bind::Tcp(parse_host(h, p)?),
         (Some(_), _, _) => {
             return Err("give socket=PATH, or host=ADDRESS and port=NUMBER, not both".into());
         }
@@ -434,7 +506,7 @@ impl Options {
             self.bind = Bind::Unix(abs(p));
         }
         self.pidfile = self.pidfile.as_deref().map(abs);
-        self.workdir = abs(&self.workdir);
+        self.workdir = self.workdir.as_deref().map(abs);
         self.outlog = self.outlog.as_deref().map(abs);
         self.errlog = self.errlog.as_deref().map(abs);
         self
@@ -461,13 +533,13 @@ impl Options {
         a.push(format!("minspare={}", self.min_spare));
         a.push(format!("maxchildren={}", self.max_children));
         a.push(format!("daemonize={}", self.daemonize));
-        a.push(format!("workdir={}", self.workdir.display()));
         a.push(format!("debug={}", self.debug));
         if let Some(m) = self.umask {
             a.push(format!("umask={m:03o}"));
         }
         for (name, p) in [
             ("pidfile", &self.pidfile),
+            ("workdir", &self.workdir),
             ("outlog", &self.outlog),
             ("errlog", &self.errlog),
         ] {
@@ -840,12 +912,12 @@ fn daemonize(listener: &Listener) -> Forked {
 
 /// The daemon's side after the forks: working directory and stdio.
 fn settle_daemon(opts: &Options) -> Result<(), String> {
-    std::env::set_current_dir(&opts.workdir).map_err(|e| {
-        format!(
-            "workdir={}: cannot change to it: {e}",
-            opts.workdir.display()
-        )
-    })?;
+    let workdir = opts
+        .workdir
+        .as_deref()
+        .unwrap_or(Path::new(DEFAULT_WORKDIR));
+    std::env::set_current_dir(workdir)
+        .map_err(|e| format!("workdir={}: cannot change to it: {e}", workdir.display()))?;
     let open = |path: Option<&Path>, name: &str, write: bool| {
         let p = path.unwrap_or(Path::new("/dev/null"));
         OpenOptions::new()
@@ -919,9 +991,12 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
             return 2;
         }
     };
+    // A re-executed image serves on whatever site.toml says now: a server
+    // that is up must not die of a config being edited during an `mv`.
+    let reexecuting = std::env::var_os(LISTENER_ENV).is_some();
     // Located now, before any chdir: the children find it through the
     // environment (a relative FCGI_SHIM_SITE would be read against workdir).
-    let site_file = config::locate(script);
+    let (site_file, also_looked) = config::locate_runfcgi(script);
     // SAFETY: single-threaded; no other thread reads the environment.
     unsafe { std::env::set_var("FCGI_SHIM_SITE", &site_file) };
     match config::load(&site_file) {
@@ -931,9 +1006,34 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
             }
         }
         // As under a web server: up, answering 500, until fixed and touched.
-        Err(e) => crate::warn!("{e}; requests get 500 until it is fixed"),
+        Err(e) if reexecuting => crate::warn!("{e}; requests get 500 until it is fixed"),
+        // Before anything listens or forks: the person at the prompt (or the
+        // restart script) sees why, and no daemon answers 500 to everyone.
+        Err(e) => {
+            let also = also_looked
+                .map(|p| format!(" (nor is there {})", p.display()))
+                .unwrap_or_default();
+            eprintln!("{prog} runfcgi: {e}{also}\nnothing was started");
+            return 1;
+        }
     }
     crate::log::enable_syslog();
+    if let Some(dir) = &opts.workdir {
+        crate::worker::set_runfcgi_workdir(dir.clone());
+    }
+    if let Bind::Tcp(addr) = &opts.bind
+        && !reexecuting
+        && addr.ip().is_unspecified()
+        && std::env::var_os("FCGI_WEB_SERVER_ADDRS").is_none_or(|v| v.is_empty())
+    {
+        crate::warn!(
+            "runfcgi: listening on {addr}, every address of this machine: anyone who can reach \
+             port {} can talk FastCGI to the app and set any CGI variable it sees; use \
+             host=127.0.0.1, or set FCGI_WEB_SERVER_ADDRS=127.0.0.1 (the web server's \
+             addresses, comma-separated) so that only those are accepted",
+            addr.port()
+        );
+    }
     let inherited = match inherited(&opts) {
         Ok(i) => i,
         Err(msg) => {
@@ -949,7 +1049,10 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
     let (listener, retiring) = match inherited {
         Some(i) => i,
         None => match bind(&opts.bind) {
-            Ok(l) => (l, Vec::new()),
+            Ok(l) => {
+                note_socket_mode(prog, &l, opts.umask.is_some());
+                (l, Vec::new())
+            }
             Err(msg) => {
                 crate::error!("{msg}");
                 return 1;
@@ -1011,6 +1114,32 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
     }
     crate::info!("runfcgi: stopped");
     code
+}
+
+/// Says so when nobody but the owner may connect to a new unix socket
+/// (connect(2) needs write permission): the default umask 022 gives
+/// rwxr-xr-x, and a web server running as another user then fails with
+/// "Permission denied" (Apache: AH02454), which is hard to trace back here.
+/// Not when umask= was given: then the mode is what was asked for.
+fn note_socket_mode(prog: &str, l: &Listener, umask_given: bool) {
+    let Bind::Unix(path) = &l.bind else {
+        return;
+    };
+    let Ok(m) = fs::symlink_metadata(path) else {
+        return;
+    };
+    if umask_given || m.mode() & 0o022 != 0 {
+        return;
+    }
+    crate::info!(
+        "runfcgi: socket {} has mode {:03o}: only uid {} (and root) can connect, a web server \
+         running as another user gets \"Permission denied\"; for one, start with umask=000 and \
+         keep the socket in a directory only you and the web server can enter, or umask=007 \
+         when the socket's group is the web server's (see `{prog} runfcgi help`)",
+        path.display(),
+        m.mode() & 0o777,
+        m.uid(),
+    );
 }
 
 fn run_threaded(opts: &Options, script: &Path, listener: &Listener) -> i32 {
@@ -1667,7 +1796,7 @@ mod tests {
             (0, 5, 2, 50)
         );
         assert!(o.daemonize);
-        assert_eq!(o.workdir, PathBuf::from("/"));
+        assert_eq!(o.workdir, None);
         assert_eq!((o.umask, o.pidfile, o.debug), (None, None, false));
     }
 
@@ -1721,6 +1850,49 @@ mod tests {
     }
 
     #[test]
+    fn host_names_are_looked_up() {
+        // The machine's own name, when /etc/hosts or DNS knows it (not in
+        // every sandbox: then only the literal forms are checked).
+        let name = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let name = name.trim();
+        if let Ok(mut want) = (name, 7u16).to_socket_addrs() {
+            let got = ok(&[&format!("host={name}"), "port=7"]).bind;
+            let Bind::Tcp(got) = got else {
+                panic!("{got:?}")
+            };
+            assert!(want.any(|a| a == got), "{name} -> {got}");
+        }
+        assert_eq!(
+            ok(&["host=0.0.0.0", "port=9"]).bind,
+            Bind::Tcp("0.0.0.0:9".parse().expect("addr"))
+        );
+    }
+
+    #[test]
+    fn minspare_zero_is_valid() {
+        assert_eq!(ok(&["socket=s", "minspare=0"]).min_spare, 0);
+    }
+
+    #[test]
+    fn help_explains_umask_debug_and_workdir() {
+        let h = help("./mysite.fcgi");
+        for w in [
+            "Permission denied",
+            "umask=000",
+            "any local user can",
+            "umask=007",
+            "Tracebacks are not shown",
+            "debug_allow",
+            "chdir",
+            "FCGI_SHIM_SITE",
+            "current directory",
+            "FCGI_WEB_SERVER_ADDRS",
+        ] {
+            assert!(h.contains(w), "{w:?} missing from help:\n{h}");
+        }
+    }
+
+    #[test]
     fn help_anywhere() {
         assert_eq!(p(&["socket=s", "help"]), Ok(None));
     }
@@ -1754,8 +1926,22 @@ mod tests {
                 &["sockett", "did you mean `socket`", "maxspare"],
             ),
             (
-                &["host=example.com", "port=1"],
-                &["host=example.com", "127.0.0.1"],
+                &["host=no-such-host.invalid", "port=1"],
+                &["host=no-such-host.invalid", "cannot look up", "127.0.0.1"],
+            ),
+            (&["host=", "port=1"], &["host= is empty", "127.0.0.1"]),
+            (
+                &["socket=s", "minspare=-1"],
+                &["minspare=-1", "0 or more", "0: no idle child kept"],
+            ),
+            (
+                &["socket=s", "maxrequests=x"],
+                &["maxrequests=x", "0 or more", "0: no limit"],
+            ),
+            (&["socket=s", "workdir="], &["workdir=/home/user/myproject"]),
+            (
+                &["socket=s", "pidfile="],
+                &["pidfile=/home/user/mysite.pid"],
             ),
             (&["host=127.0.0.1", "port=70000"], &["port=70000", "65535"]),
             (&["host=127.0.0.1"], &["port=NUMBER"]),

@@ -228,6 +228,27 @@ pub fn find_python(site: &Site) -> Result<PathBuf, String> {
     }
 }
 
+/// runfcgi's `workdir=`, when given: the worker's directory unless
+/// site.toml says `chdir`. Set once, before the first worker starts.
+static RUNFCGI_WORKDIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Makes `dir` the worker's working directory where site.toml has no
+/// `chdir` (runfcgi `workdir=`, as Django's runfcgi chdir'ed the app there).
+pub fn set_runfcgi_workdir(dir: PathBuf) {
+    // Dropped: a second call (none is made) would keep the first value.
+    let _ = RUNFCGI_WORKDIR.set(dir);
+}
+
+/// Where the worker runs: site.toml's `chdir`, else runfcgi's `workdir=`,
+/// else site.toml's folder (relative paths in the app then mean what they
+/// mean in site.toml).
+pub fn working_dir(site: &Site) -> Option<&Path> {
+    site.chdir
+        .as_deref()
+        .or(RUNFCGI_WORKDIR.get().map(PathBuf::as_path))
+        .or(site.file.parent())
+}
+
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
@@ -274,7 +295,7 @@ impl Worker {
         for (k, v) in &site.env {
             cmd.env(k, v);
         }
-        if let Some(dir) = site.file.parent() {
+        if let Some(dir) = working_dir(site) {
             cmd.current_dir(dir);
         }
         let (in_fd, out_fd) = (to_child.as_raw_fd(), from_child.as_raw_fd());

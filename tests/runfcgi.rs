@@ -25,15 +25,25 @@ use std::time::{Duration, Instant};
 /// The test app: routes on the last PATH_INFO segment. `MARK` changes when a
 /// test edits the file, to see a reload.
 const APP: &str = r#"
-import os, time
+import os, threading, time
 MARK = "v1"
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 def app(environ, start_response):
     route = environ.get("PATH_INFO", "").rsplit("/", 1)[-1]
     if route == "sleep":
         time.sleep(1)
+    if route == "inflight":
+        # A marker once the request runs in the app, then 1.5 s of work.
+        name = "inflight.%d.%d" % (os.getpid(), threading.get_ident())
+        open(os.path.join(HERE, name), "w").close()
+        time.sleep(1.5)
     if route == "pythonpath":
         body = os.environ.get("PYTHONPATH", "<unset>")
+    elif route == "cwd":
+        body = os.getcwd()
+    elif route == "which":
+        body = os.environ.get("WHICH", "<unset>")
     else:
         # worker pid, then its parent: the prefork child serving us
         body = "%s %d %d" % (MARK, os.getpid(), os.getppid())
@@ -469,8 +479,12 @@ fn a_wrong_option_or_value_fails_with_status_2_naming_it_and_what_is_valid() {
         (&["socket=s.sock", "pidfle=x.pid"], &["pidfle", "pidfile"]),
         (&["host=127.0.0.1", "port=0"], &["port=0", "65535"]),
         (
-            &["host=www.example.com", "port=3033"],
-            &["host=www.example.com", "127.0.0.1"],
+            &["host=no-such-host.invalid", "port=3033"],
+            &["host=no-such-host.invalid", "cannot look up", "127.0.0.1"],
+        ),
+        (
+            &["socket=s.sock", "minspare=-1"],
+            &["minspare=-1", "0 or more", "no idle child"],
         ),
         // Either socket, or both host and port, is required.
         (&[], &["socket=PATH", "host=ADDRESS", "port=NUMBER"]),
@@ -1079,5 +1093,541 @@ fn threaded_ignored_fcgi_web_server_addrs() {
         );
         // The listed address is still served.
         get(&addr, "pid").expect("127.0.0.1 is served");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Stopping with requests in flight
+
+/// Markers the app's `inflight` route leaves once a request runs in it.
+fn inflight(site: &Site) -> usize {
+    fs::read_dir(site.path())
+        .expect("read site dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("inflight."))
+        .count()
+}
+
+/// `kill \`cat pidfile\`` (SIGTERM to the server) and Ctrl-C (SIGINT to the
+/// whole foreground process group, Python workers included) while three
+/// requests run in the app, for both methods: the three complete with 200,
+/// the server exits 0, the socket file and the pidfile are gone, and no shim
+/// or Python process is left.
+#[test]
+fn a_stop_signal_lets_requests_in_flight_finish_for_both_methods() {
+    for method in ["method=prefork", "method=threaded"] {
+        for (sig, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT")] {
+            let what = format!("{method} {name}");
+            let mut site = Site::new(&format!("stop-{name}"));
+            let sock = format!("socket={}", site.sock().display());
+            let i = site.foreground(&[method, &sock, "pidfile=stop.pid"]);
+            let addr = site.unix();
+            site.wait_serving(&addr);
+            let pid = site.children[i].id() as i32;
+            assert_eq!(site.read_pidfile("stop.pid"), pid, "{what}");
+            let requests: Vec<_> = (0..3)
+                .map(|_| {
+                    let addr = addr.clone();
+                    thread::spawn(move || get(&addr, "inflight"))
+                })
+                .collect();
+            assert!(
+                wait_until(Duration::from_secs(10), || inflight(&site) == 3),
+                "{what}: {} of 3 requests reached the app\n{}",
+                inflight(&site),
+                site.output()
+            );
+            let sent = Instant::now();
+            if sig == libc::SIGINT {
+                // SAFETY: kill(2) of the process group this test started.
+                unsafe { libc::kill(-pid, libc::SIGINT) };
+            } else {
+                signal(pid, libc::SIGTERM);
+            }
+            for r in requests {
+                let r = r.join().expect("request thread");
+                assert_eq!(
+                    r.as_deref().map(|b| b.split(' ').next()),
+                    Ok(Some("v1")),
+                    "{what}: a request in flight failed\n{}",
+                    site.output()
+                );
+            }
+            let st = site.wait_exit(i, Duration::from_secs(8));
+            assert_eq!(
+                st.and_then(|s| s.code()),
+                Some(0),
+                "{what}: {st:?}\n{}",
+                site.output()
+            );
+            // The requests finished within the grace, not cut at its end.
+            assert!(sent.elapsed() < Duration::from_secs(6), "{what}");
+            assert!(!site.sock().exists(), "{what}: socket file left behind");
+            assert!(
+                !site.dir.join("stop.pid").exists(),
+                "{what}: pidfile left behind"
+            );
+            site.assert_all_gone(Duration::from_secs(5));
+            assert!(site.log().contains(name), "{what}\n{}", site.log());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// method=threaded: reload and the thread cap
+
+#[test]
+fn threaded_touch_reloads_the_app_without_a_failed_request() {
+    let mut site = Site::new("touch-threaded");
+    let sock = format!("socket={}", site.sock().display());
+    site.foreground(&["method=threaded", &sock]);
+    let addr = site.unix();
+    site.wait_serving(&addr);
+    let (_, old_worker, _) = ident(&addr).expect("request");
+    let hammer = Hammer::start(&addr);
+    thread::sleep(Duration::from_millis(300));
+    let app = site.dir.join("rfapp.py");
+    fs::write(&app, APP.replace("\"v1\"", "\"v2-threaded\"")).expect("edit app");
+    set_mtime(&app, mtime_secs(&app) + 20);
+    let bin = site.dir.join("mysite.fcgi");
+    set_mtime(&bin, mtime_secs(&bin) + 10); // `touch mysite.fcgi`
+    let reloaded = wait_until(Duration::from_secs(10), || {
+        ident(&addr).is_ok_and(|(m, _, _)| m == "v2-threaded")
+    });
+    thread::sleep(Duration::from_millis(300));
+    let (n, failed, marks) = hammer.finish();
+    assert!(reloaded, "still serving v1 after touch\n{}", site.output());
+    assert!(
+        failed.is_empty(),
+        "{} of {n} failed: {failed:?}\n{}",
+        failed.len(),
+        site.output()
+    );
+    assert_eq!(marks, ["v1", "v2-threaded"], "the mark went back and forth");
+    // A new Python, and the old one is gone.
+    let (_, new_worker, _) = ident(&addr).expect("request");
+    assert_ne!(new_worker, old_worker);
+    assert!(
+        wait_until(Duration::from_secs(5), || process_gone(old_worker)),
+        "the old python worker {old_worker} is still running"
+    );
+    assert_eq!(site.pythons().len(), 1, "{:?}", site.pythons());
+}
+
+/// N one-second requests at once with maxchildren=2 take about N/2 seconds
+/// with either method: two at a time, not one, not all.
+#[test]
+fn maxchildren_runs_two_requests_at_a_time_with_either_method() {
+    for method in ["method=prefork", "method=threaded"] {
+        let mut site = Site::new("cap2");
+        let sock = format!("socket={}", site.sock().display());
+        site.foreground(&[method, &sock, "maxchildren=2"]);
+        let addr = site.unix();
+        site.wait_serving(&addr);
+        let n = 6;
+        let t = Instant::now();
+        let (failed, _) = load(&addr, "sleep", n, n);
+        let took = t.elapsed().as_secs_f64();
+        assert!(failed.is_empty(), "{method}: {failed:?}\n{}", site.output());
+        // 3 s expected; 2 s would mean three at a time, 6 s one at a time.
+        assert!(
+            (2.9..4.8).contains(&took),
+            "{method}: {n} one-second requests with maxchildren=2 took {took:.2} s\n{}",
+            site.output()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// outlog, errlog, umask, debug
+
+#[test]
+fn outlog_and_errlog_become_the_daemons_stdout_and_stderr() {
+    let site = Site::new("logs");
+    let sock = format!("socket={}", site.sock().display());
+    // outlog exists (appended to), errlog does not (created 0600).
+    fs::write(site.dir.join("out.log"), "earlier output\n").expect("write");
+    let out = site.run(&[&sock, "pidfile=d.pid", "outlog=out.log", "errlog=err.log"]);
+    assert!(out.status.success(), "{:?}: {}", out.status, out.all_text());
+    let pid = site.read_pidfile("d.pid");
+    let fd = |n: u32| fs::read_link(format!("/proc/{pid}/fd/{n}")).ok();
+    assert_eq!(fd(0), Some(PathBuf::from("/dev/null")));
+    assert_eq!(fd(1), Some(site.dir.join("out.log")));
+    assert_eq!(fd(2), Some(site.dir.join("err.log")));
+    let mode = fs::metadata(site.dir.join("err.log"))
+        .expect("errlog")
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "errlog created with mode {mode:o}");
+    ident(&site.unix()).expect("serving");
+    signal(pid, libc::SIGTERM);
+    site.assert_all_gone(Duration::from_secs(8));
+    // The daemon's own log lines went to errlog, after what was there.
+    let err = read_lossy(&site.dir.join("err.log"));
+    assert!(err.contains("SIGTERM received"), "errlog: {err:?}");
+    assert!(err.contains("runfcgi: stopped"), "errlog: {err:?}");
+    let out = read_lossy(&site.dir.join("out.log"));
+    assert!(
+        out.starts_with("earlier output\n"),
+        "outlog not appended: {out:?}"
+    );
+}
+
+#[test]
+fn umask_sets_the_mode_of_the_socket_and_the_pidfile() {
+    let mode = |p: &Path| fs::symlink_metadata(p).expect("stat").mode() & 0o777;
+    // (options, socket mode, pidfile mode, the permission hint printed)
+    let cases: &[(&[&str], u32, u32, bool)] = &[
+        (&[], 0o755, 0o644, true),
+        (&["umask=007"], 0o770, 0o640, false),
+        (&["umask=000"], 0o777, 0o644, false),
+        (&["umask=022"], 0o755, 0o644, false),
+    ];
+    for (opts, sock_mode, pid_mode, hint) in cases {
+        let site = Site::new("umask");
+        let sock = format!("socket={}", site.sock().display());
+        let mut args = vec![sock.as_str(), "pidfile=u.pid"];
+        args.extend_from_slice(opts);
+        let out = site.run(&args);
+        let text = out.all_text();
+        assert!(out.status.success(), "{opts:?}: {text}");
+        assert_eq!(mode(&site.sock()), *sock_mode, "{opts:?}: socket");
+        assert_eq!(
+            mode(&site.dir.join("u.pid")),
+            *pid_mode,
+            "{opts:?}: pidfile"
+        );
+        assert_eq!(
+            text.contains("gets \"Permission denied\"") && text.contains("umask=000"),
+            *hint,
+            "{opts:?}: {text}"
+        );
+        signal(site.read_pidfile("u.pid"), libc::SIGTERM);
+        site.assert_all_gone(Duration::from_secs(8));
+    }
+    // In the foreground umask= applies too (without it the shell's stays).
+    let mut site = Site::new("umask-fg");
+    let sock = format!("socket={}", site.sock().display());
+    let i = site.foreground(&[&sock, "umask=077"]);
+    site.wait_serving(&site.unix());
+    assert_eq!(mode(&site.sock()), 0o700);
+    signal(site.children[i].id() as i32, libc::SIGTERM);
+    assert_eq!(
+        site.wait_exit(i, Duration::from_secs(8))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+}
+
+#[test]
+fn debug_logs_one_line_per_request_and_no_traceback_to_the_client() {
+    for method in ["method=prefork", "method=threaded"] {
+        for debug in [true, false] {
+            let mut site = Site::new("debug");
+            // An app that fails: with debug=true the visitor still gets a
+            // plain 500 (tracebacks are site.toml's debug + debug_allow).
+            fs::write(
+                site.dir.join("rfapp.py"),
+                format!("{APP}\nboom = app\ndef app(e, s):\n    if e['PATH_INFO'].endswith('boom'):\n        raise ValueError('secret detail')\n    return boom(e, s)\n"),
+            )
+            .expect("write app");
+            let sock = format!("socket={}", site.sock().display());
+            let flag = format!("debug={debug}");
+            let i = site.foreground(&[method, &sock, &flag]);
+            let addr = site.unix();
+            site.wait_serving(&addr);
+            get(&addr, "pid").expect("request");
+            let boom = exchange(&addr, &Req::get("boom")).expect("exchange");
+            assert_eq!(boom.status(), 500, "{method} {flag}");
+            assert!(
+                !boom.text().contains("secret detail") && !boom.text().contains("Traceback"),
+                "{method} {flag}: traceback sent to the client: {}",
+                boom.text()
+            );
+            let logged = |line: &str| {
+                wait_until(Duration::from_secs(if debug { 3 } else { 1 }), || {
+                    site.log().contains(line)
+                })
+            };
+            assert_eq!(
+                logged("request GET /pid: answered"),
+                debug,
+                "{method} {flag}\n{}",
+                site.log()
+            );
+            assert_eq!(
+                logged("request GET /boom: answered 500"),
+                debug,
+                "{method} {flag}\n{}",
+                site.log()
+            );
+            // The traceback is in the log either way (threaded: written by
+            // the worker's log thread, a moment later).
+            assert!(
+                wait_until(Duration::from_secs(3), || site
+                    .log()
+                    .contains("secret detail")),
+                "{method} {flag}\n{}",
+                site.log()
+            );
+            signal(site.children[i].id() as i32, libc::SIGTERM);
+            site.wait_exit(i, Duration::from_secs(8));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// site.toml: where it is found, and refusing to start without a good one
+
+/// `fcgi-shim runfcgi` found on PATH, started in a folder holding
+/// site.toml (as `./manage.py runfcgi` in the project's folder).
+fn from_path(site: &Site, bindir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("fcgi-shim");
+    let path = format!(
+        "{}:{}",
+        bindir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    cmd.env_clear()
+        .env("PATH", path)
+        .arg("runfcgi")
+        .args(args)
+        .current_dir(site.path());
+    cmd
+}
+
+fn install_on_path(site: &Site) -> PathBuf {
+    let bindir = site.dir.join("bin");
+    fs::create_dir(&bindir).expect("mkdir bin");
+    let bin = bindir.join("fcgi-shim");
+    fs::copy(BIN, &bin).expect("copy the binary");
+    let ino = fs::metadata(&bin).expect("stat").ino();
+    site.inodes.lock().expect("lock").push(ino);
+    bindir
+}
+
+#[test]
+fn runfcgi_from_path_reads_site_toml_in_the_current_directory() {
+    let mut site = Site::new("from-path");
+    let toml = site.dir.join("site.toml");
+    let text = read_lossy(&toml);
+    fs::write(
+        &toml,
+        format!("{text}[env]\nWHICH = \"current directory\"\n"),
+    )
+    .expect("write");
+    let bindir = install_on_path(&site);
+    let sock = format!("socket={}", site.sock().display());
+    let mut cmd = from_path(&site, &bindir, &[&sock, "daemonize=false"]);
+    cmd.stdin(Stdio::null())
+        .stdout(fs::File::create(site.dir.join("stdout")).expect("stdout"))
+        .stderr(fs::File::create(site.dir.join("stderr")).expect("stderr"));
+    site.children.push(spawn_retrying(&mut cmd));
+    let addr = site.unix();
+    site.wait_serving(&addr);
+    assert_eq!(get(&addr, "which").as_deref(), Ok("current directory"));
+    signal(site.children[0].id() as i32, libc::SIGTERM);
+    assert_eq!(
+        site.wait_exit(0, Duration::from_secs(8))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+    // One beside the binary wins over the current directory's.
+    fs::write(
+        bindir.join("site.toml"),
+        format!("{text}[env]\nWHICH = \"beside the binary\"\n"),
+    )
+    .expect("write");
+    let out = run(
+        &mut from_path(&site, &bindir, &[&sock, "pidfile=p.pid"]),
+        Some(b""),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "{}", out.all_text());
+    assert_eq!(get(&addr, "which").as_deref(), Ok("beside the binary"));
+    signal(site.read_pidfile("p.pid"), libc::SIGTERM);
+    site.assert_all_gone(Duration::from_secs(8));
+}
+
+/// Regression: a missing or broken site.toml daemonized with exit 0, and
+/// then every request got 500.
+#[test]
+fn a_missing_or_broken_site_toml_fails_at_start_before_daemonizing() {
+    let site = Site::new("badtoml");
+    let bindir = install_on_path(&site);
+    let sock = format!("socket={}", site.sock().display());
+    let toml = site.dir.join("site.toml");
+    let good = read_lossy(&toml);
+    let expect_refused = |out: Output, words: &[&str]| {
+        let text = out.all_text();
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        for w in words {
+            assert!(text.contains(w), "{w:?} missing from: {text}");
+        }
+        assert!(text.contains("nothing was started"), "{text}");
+        assert!(!site.sock().exists(), "socket created: {text}");
+        assert!(!site.dir.join("p.pid").exists(), "pidfile written: {text}");
+        assert!(site.shims().is_empty(), "a server is running: {text}");
+    };
+    let run_path = || {
+        run(
+            &mut from_path(&site, &bindir, &[&sock, "pidfile=p.pid"]),
+            Some(b""),
+            Duration::from_secs(20),
+        )
+    };
+    // Broken: the file, the line and the key.
+    fs::write(&toml, format!("{good}pyhton = \"python3\"\n")).expect("write");
+    let line = good.lines().count() + 1;
+    let want = format!("{}, line {line}, key `pyhton`: unknown key", toml.display());
+    expect_refused(run_path(), &[&want]);
+    expect_refused(site.run(&[&sock, "pidfile=p.pid"]), &[&want]);
+    // Missing: both places looked at are named.
+    fs::remove_file(&toml).expect("rm");
+    let beside = bindir.join("site.toml");
+    expect_refused(
+        run_path(),
+        &[
+            &format!("{}: no such file", beside.display()),
+            &format!("nor is there {}", toml.display()),
+        ],
+    );
+    // FCGI_SHIM_SITE naming a file that is not there.
+    let mut cmd = site.command(&[&sock, "pidfile=p.pid"]);
+    cmd.env("FCGI_SHIM_SITE", site.dir.join("elsewhere.toml"));
+    let named = format!(
+        "{}: no such file",
+        site.dir.join("elsewhere.toml").display()
+    );
+    expect_refused(run(&mut cmd, Some(b""), Duration::from_secs(20)), &[&named]);
+    // And in the foreground.
+    expect_refused(
+        site.run(&[&sock, "daemonize=false"]),
+        &[&format!("{}: no such file", toml.display())],
+    );
+}
+
+// ---------------------------------------------------------------------------
+// workdir= and site.toml's chdir: the app's working directory
+
+#[test]
+fn workdir_and_chdir_set_the_apps_working_directory() {
+    let site = Site::new("cwd");
+    let sock = format!("socket={}", site.sock().display());
+    let (wd, appdir) = (site.dir.join("wd"), site.dir.join("appdir"));
+    fs::create_dir(&wd).expect("mkdir");
+    fs::create_dir(&appdir).expect("mkdir");
+    let toml = site.dir.join("site.toml");
+    let plain = read_lossy(&toml);
+    let with_chdir = format!("chdir = \"appdir\"\n{plain}");
+    // (site.toml, options, the app's cwd, the daemon's cwd)
+    let cases: &[(&str, &[&str], &Path, &Path)] = &[
+        // As before: site.toml's folder for the app, / for the daemon.
+        (&plain, &[], site.path(), Path::new("/")),
+        // workdir= (relative to where runfcgi starts) for both.
+        (&plain, &["workdir=wd"], &wd, &wd),
+        // chdir wins over workdir= for the app.
+        (&with_chdir, &["workdir=wd"], &appdir, &wd),
+        (&with_chdir, &[], &appdir, Path::new("/")),
+    ];
+    for (text, opts, app_cwd, daemon_cwd) in cases {
+        fs::write(&toml, text).expect("write site.toml");
+        let mut args = vec![sock.as_str(), "pidfile=c.pid"];
+        args.extend_from_slice(opts);
+        let out = site.run(&args);
+        assert!(out.status.success(), "{opts:?}: {}", out.all_text());
+        let pid = site.read_pidfile("c.pid");
+        assert_eq!(
+            get(&site.unix(), "cwd").as_deref(),
+            Ok(&*app_cwd.to_string_lossy()),
+            "{opts:?} with {text:?}"
+        );
+        assert_eq!(
+            fs::read_link(format!("/proc/{pid}/cwd")).ok().as_deref(),
+            Some(*daemon_cwd),
+            "{opts:?}"
+        );
+        signal(pid, libc::SIGTERM);
+        assert!(
+            wait_until(Duration::from_secs(8), || site.shims().is_empty()),
+            "{opts:?}: not stopped"
+        );
+    }
+    // In the foreground workdir= sets the app's directory too.
+    fs::write(&toml, &plain).expect("write site.toml");
+    let mut site = site;
+    let i = site.foreground(&[&sock, "workdir=wd"]);
+    site.wait_serving(&site.unix());
+    assert_eq!(
+        get(&site.unix(), "cwd").as_deref(),
+        Ok(&*wd.to_string_lossy())
+    );
+    signal(site.children[i].id() as i32, libc::SIGTERM);
+    site.wait_exit(i, Duration::from_secs(8));
+    // A chdir that is not a directory fails at start, naming line and key.
+    fs::write(&toml, format!("{plain}chdir = \"nowhere\"\n")).expect("write");
+    let out = site.run(&[&sock]);
+    let want = format!(
+        "{}, line {}, key `chdir`: {} cannot be used",
+        toml.display(),
+        plain.lines().count() + 1,
+        site.dir.join("nowhere").display()
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.all_text());
+    assert!(out.all_text().contains(&want), "{}", out.all_text());
+}
+
+// ---------------------------------------------------------------------------
+// host=: names, and every address
+
+#[test]
+fn host_may_be_a_name_that_resolves() {
+    use std::net::ToSocketAddrs;
+    let mut site = Site::new("hostname");
+    // The machine's own name, which /etc/hosts gives an address here.
+    let name = read_lossy(Path::new("/proc/sys/kernel/hostname"));
+    let name = name.trim();
+    let port = free_port("127.0.0.1");
+    let addr = (name, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.find(SocketAddr::is_ipv4))
+        .unwrap_or_else(|| panic!("{name} does not resolve: add it to /etc/hosts"));
+    let host = format!("host={name}");
+    let port_arg = format!("port={port}");
+    let i = site.foreground(&["method=threaded", &host, &port_arg]);
+    let a = Addr::Tcp(addr);
+    site.wait_serving(&a);
+    assert!(
+        site.output().contains(&format!("listening on {addr}")),
+        "{}",
+        site.output()
+    );
+    signal(site.children[i].id() as i32, libc::SIGTERM);
+    site.wait_exit(i, Duration::from_secs(8));
+}
+
+#[test]
+fn listening_on_every_address_warns_unless_fcgi_web_server_addrs_is_set() {
+    for (env, warned) in [
+        (&[][..], true),
+        (&[("FCGI_WEB_SERVER_ADDRS", "127.0.0.1")][..], false),
+    ] {
+        let mut site = Site::new("anyaddr");
+        let port = free_port("0.0.0.0");
+        let port_arg = format!("port={port}");
+        let i = site.foreground_env(&["host=0.0.0.0", &port_arg], env);
+        let addr = Addr::Tcp(SocketAddr::from(([127, 0, 0, 1], port)));
+        site.wait_serving(&addr);
+        let out = site.output();
+        assert_eq!(
+            out.contains("warning: runfcgi: listening on 0.0.0.0")
+                && out.contains("anyone who can reach")
+                && out.contains("FCGI_WEB_SERVER_ADDRS=127.0.0.1"),
+            warned,
+            "{env:?}\n{out}"
+        );
+        signal(site.children[i].id() as i32, libc::SIGTERM);
+        site.wait_exit(i, Duration::from_secs(8));
     }
 }
