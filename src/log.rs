@@ -4,7 +4,8 @@
 //! put it in Apache's error log), syslog when /dev/log exists, and the
 //! site's `log_file` when set, because shared-hosting users often cannot read
 //! Apache's log. The syslog client is a datagram to /dev/log: the whole
-//! protocol we need is one `<priority>tag[pid]: message` line.
+//! protocol we need is one `<priority>tag[pid]: message` line. While
+//! `check` runs, lines go to its report instead ([`capture`]).
 
 use std::fmt;
 use std::fs::File;
@@ -44,13 +45,23 @@ struct Sinks {
     stderr: bool,
     syslog: Option<UnixDatagram>,
     file: Option<File>,
+    /// While `check` runs: the lines, kept instead of written anywhere.
+    captured: Option<Vec<String>>,
+    /// Lines not kept because `captured` was full.
+    dropped: usize,
 }
 
 static SINKS: Mutex<Sinks> = Mutex::new(Sinks {
     stderr: true,
     syslog: None,
     file: None,
+    captured: None,
+    dropped: 0,
 });
+
+/// Most lines kept while capturing: a chatty app must not grow `check`
+/// without bound.
+const MAX_CAPTURED: usize = 10_000;
 
 /// Turns on syslog when /dev/log is there. Called once by servers; the
 /// command-line tools log to stderr only.
@@ -65,7 +76,11 @@ pub fn enable_syslog() {
 
 /// Sends log lines to `path` too (appended, created 0600 so that a log in a
 /// shared web root is not readable by other users), or stops when None.
+/// While capturing, opens nothing.
 pub fn set_file(path: Option<&Path>) -> std::io::Result<()> {
+    if lock().captured.is_some() {
+        return Ok(());
+    }
     let file = match path {
         None => None,
         Some(p) => Some(
@@ -85,6 +100,37 @@ pub fn set_stderr(on: bool) {
     lock().stderr = on;
 }
 
+/// For `check`, a person at a shell while nothing is being served: from now
+/// on every line is kept in memory for [`take_captured`] and written
+/// nowhere else, so that the site's `log_file` is neither opened nor
+/// written to (a line such as "answering 500 until mysite.fcgi changes"
+/// would mislead its reader), and so that the report can put the app's
+/// output on stdout, where `check > out.txt` keeps it. `false` stops.
+pub fn capture(on: bool) {
+    let mut s = lock();
+    s.captured = on.then(Vec::new);
+    s.dropped = 0;
+    if on {
+        s.file = None;
+    }
+}
+
+/// The lines captured since the last call, each `level: message`; the last
+/// says how many were left out, if any were.
+pub fn take_captured() -> Vec<String> {
+    let mut guard = lock();
+    let s = &mut *guard;
+    let dropped = std::mem::take(&mut s.dropped);
+    let Some(lines) = s.captured.as_mut() else {
+        return Vec::new();
+    };
+    let mut lines = std::mem::take(lines);
+    if dropped > 0 {
+        lines.push(format!("({dropped} more lines not shown)"));
+    }
+    lines
+}
+
 fn lock() -> std::sync::MutexGuard<'static, Sinks> {
     // A panic while logging cannot leave Sinks half-updated: every field is
     // replaced whole. So a poisoned lock is still usable.
@@ -96,7 +142,16 @@ pub fn event(level: Level, args: fmt::Arguments<'_>) {
     let msg = args.to_string();
     // One event is one line: a stray newline would let a value fake an entry.
     let msg = msg.trim_end().replace('\n', "\\n");
-    let mut s = lock();
+    let mut guard = lock();
+    let s = &mut *guard;
+    if let Some(lines) = s.captured.as_mut() {
+        if lines.len() < MAX_CAPTURED {
+            lines.push(format!("{}: {msg}", level.word()));
+        } else {
+            s.dropped += 1;
+        }
+        return;
+    }
     if s.stderr {
         let line = format!("fcgi-shim[{pid}]: {}: {msg}\n", level.word());
         // Dropped: there is nowhere left to report a failing stderr.
@@ -220,6 +275,22 @@ mod tests {
         lb.push(b"back\n  File \"x\"\nValue", |l| got.push(l.to_owned()));
         lb.finish(|l| got.push(l.to_owned()));
         assert_eq!(got, ["Traceback", "  File \"x\"", "Value"]);
+    }
+
+    #[test]
+    fn captured_lines_are_kept_and_no_file_is_opened() {
+        let dir = std::env::temp_dir().join(format!("fshim-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("never.log");
+        capture(true);
+        set_file(Some(&file)).expect("a no-op while capturing");
+        crate::warn!("marker {}", 1);
+        let got = take_captured();
+        capture(false);
+        // Other tests may log meanwhile: look for ours among theirs.
+        assert!(got.iter().any(|l| l == "warning: marker 1"), "{got:?}");
+        assert!(!file.exists(), "opened {} while capturing", file.display());
+        let _ = std::fs::remove_dir_all(&dir); // dropped: a leftover temp dir harms nothing
     }
 
     #[test]

@@ -224,3 +224,486 @@ fn init_with_project_path_and_without_manage_py_says_so() {
     );
     assert!(!tmp.join("site.toml").exists(), "wrote a site.toml anyway");
 }
+
+/// A web root as a shared host has it: `<tmp>/www` holds mysite.fcgi and
+/// the shipped .htaccess; the app comes from tests/apps, outside it.
+struct WebRoot {
+    tmp: TempDir,
+    www: std::path::PathBuf,
+}
+
+impl WebRoot {
+    fn new(tag: &str) -> WebRoot {
+        let tmp = TempDir::new(tag);
+        let www = tmp.join("www");
+        fs::create_dir_all(&www).expect("www");
+        install_binary(&www);
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("htaccess/auto.htaccess");
+        fs::copy(shipped, www.join(".htaccess")).expect("copy auto.htaccess");
+        WebRoot { tmp, www }
+    }
+
+    fn site(&self) -> std::path::PathBuf {
+        self.www.join("site.toml")
+    }
+
+    /// Writes `www/site.toml` (mode 600) for `app`, logging to `log`, with
+    /// `extra` lines at the end.
+    fn write_site(&self, app: &str, log: &Path, extra: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let text = format!(
+            "python = \"python3\"\nsearch_path = [{}]\nwsgi_app = {}\nlog_file = {}\n{extra}",
+            toml_str(&apps_dir().to_string_lossy()),
+            toml_str(app),
+            toml_str(&log.to_string_lossy()),
+        );
+        fs::write(self.site(), text).expect("write site.toml");
+        fs::set_permissions(self.site(), fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+
+    /// A log file outside the web root, in a folder that exists.
+    fn outside_log(&self) -> std::path::PathBuf {
+        let logs = self.tmp.join("logs");
+        fs::create_dir_all(&logs).expect("logs");
+        logs.join("shim.log")
+    }
+
+    /// `./mysite.fcgi check ARGS` in the web root, with `env` added to the
+    /// web server's bare environment.
+    fn check(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(self.www.join("mysite.fcgi"));
+        server_env(&mut cmd)
+            .arg("check")
+            .args(args)
+            .envs(env.iter().copied())
+            .current_dir(&self.www);
+        run(&mut cmd, None, Duration::from_secs(20))
+    }
+}
+
+/// The report's lines.
+fn report(out: &Output) -> Vec<String> {
+    out.stdout_text().lines().map(str::to_owned).collect()
+}
+
+/// Fails unless `want` is one of the report's lines, exactly.
+fn assert_line(out: &Output, want: &str) {
+    assert!(
+        report(out).iter().any(|l| l == want),
+        "no line\n{want}\nin:\n{}",
+        out.all_text()
+    );
+}
+
+/// The index of the line `want` in the report.
+fn line_index(out: &Output, want: &str) -> usize {
+    report(out)
+        .iter()
+        .position(|l| l == want)
+        .unwrap_or_else(|| panic!("no line\n{want}\nin:\n{}", out.all_text()))
+}
+
+/// The last line: the verdict.
+fn result(out: &Output) -> String {
+    report(out).last().cloned().unwrap_or_default()
+}
+
+fn warnings(out: &Output) -> Vec<String> {
+    report(out)
+        .into_iter()
+        .filter(|l| l.starts_with("warning "))
+        .collect()
+}
+
+#[test]
+fn check_clean_web_root_is_ok_with_no_warning_and_shows_the_defaults() {
+    let root = WebRoot::new("check-clean");
+    root.write_site("echo:app", &root.outside_log(), "");
+    let out = root.check(&[], &[]);
+    assert!(out.status.success(), "{}", out.all_text());
+    assert_eq!(warnings(&out), Vec::<String>::new(), "{}", out.all_text());
+    assert_eq!(result(&out), "result            OK", "{}", out.all_text());
+    for want in [
+        "  max_requests    0 (the worker is never recycled)",
+        "  request_timeout 300 s",
+        "  idle_timeout    0 (never exits when idle)",
+        "  max_body        0 (no limit)",
+        "  max_rss         0 (no limit)",
+        "  io_timeout      60 s",
+        "  startup_timeout 120 s",
+        "  debug           false (tracebacks go to the log, never to a browser)",
+        "  debug_allow     (nobody)",
+        "  trusted_proxies (none: X-Forwarded-For and X-Forwarded-Proto are ignored)",
+        "  script_name     (not set: from each request's URL)",
+        "  pin_cpu         true (the shim and its worker share one CPU)",
+        "GET /             200 OK",
+    ] {
+        assert_line(&out, want);
+    }
+    assert!(out.stderr.is_empty(), "stderr: {}", out.all_text());
+}
+
+#[test]
+fn check_log_file_in_a_missing_directory_is_a_problem_naming_path_and_os_error() {
+    let root = WebRoot::new("check-log-missing");
+    let dir = root.tmp.join("no-such-dir");
+    let log = dir.join("shim.log");
+    root.write_site("echo:app", &log, "");
+    let out = root.check(&[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.all_text());
+    assert_line(
+        &out,
+        &format!(
+            "PROBLEM           cannot open log_file {}: No such file or directory (os error 2); \
+             create the directory (mkdir -p {}) or point log_file in {} at a file in a directory \
+             that exists; until then the site logs to stderr only, which shared hosts often do \
+             not let you read",
+            log.display(),
+            dir.display(),
+            root.site().display()
+        ),
+    );
+    // The rest of the check still ran.
+    assert_line(&out, "GET /             200 OK");
+    assert_eq!(result(&out), "result            1 problem");
+    assert!(!dir.exists(), "check created {}", dir.display());
+}
+
+#[test]
+fn check_import_failure_prints_python_sys_path_and_traceback_on_stdout() {
+    let root = WebRoot::new("check-import");
+    root.write_site("broken_import:app", &root.outside_log(), "");
+    let out = root.check(&[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.all_text());
+    // `check > out.txt` keeps everything: nothing goes to stderr.
+    assert!(out.stderr.is_empty(), "stderr: {}", out.all_text());
+    let python = line_index(&out, &format!("python            {}", python_version()));
+    // The site's search_path comes first in sys.path, as the worker sets it.
+    let sys_path = line_index(&out, &format!("sys.path          {}", apps_dir().display()));
+    let lines = report(&out);
+    assert!(
+        lines[sys_path + 1].starts_with(&" ".repeat(18)),
+        "sys.path has one entry only: {}",
+        out.all_text()
+    );
+    let traceback = line_index(&out, "traceback         Traceback (most recent call last):");
+    let error = line_index(
+        &out,
+        "                  RuntimeError: marker-import-failure",
+    );
+    let problem = line_index(
+        &out,
+        &format!(
+            "PROBLEM           cannot load the app broken_import:app from {}: the app failed to \
+             import (traceback above); fix it and run check again, then `touch mysite.fcgi` so \
+             that the running site reloads",
+            root.site().display()
+        ),
+    );
+    assert!(
+        python < sys_path && sys_path < traceback && traceback < error && error < problem,
+        "out of order: {}",
+        out.all_text()
+    );
+    assert_eq!(result(&out), "result            1 problem");
+}
+
+#[test]
+fn check_shows_limits_debug_proxies_and_web_server_addrs() {
+    let root = WebRoot::new("check-limits");
+    root.write_site(
+        "echo:app",
+        &root.outside_log(),
+        "script_name = \"/blog\"\n\
+         trusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\n\
+         debug = true\n\
+         debug_allow = [\"203.0.113.7\"]\n\
+         watch = [\"other.py\"]\n\
+         pin_cpu = false\n\
+         max_requests = 7\n\
+         request_timeout = 30\n\
+         idle_timeout = 600\n\
+         max_body = \"10M\"\n\
+         max_rss = 1000\n\
+         io_timeout = 20\n\
+         startup_timeout = 15\n",
+    );
+    let out = root.check(&[], &[("FCGI_WEB_SERVER_ADDRS", "127.0.0.1, ::1")]);
+    assert!(out.status.success(), "{}", out.all_text());
+    for want in [
+        "  script_name     /blog".to_owned(),
+        "  trusted_proxies 127.0.0.1, 10.0.0.0/8".to_owned(),
+        "  debug           true: 500 pages show the traceback to clients from 203.0.113.7"
+            .to_owned(),
+        "  debug_allow     203.0.113.7".to_owned(),
+        format!("  watch           {}", root.www.join("other.py").display()),
+        "  pin_cpu         false".to_owned(),
+        "  max_requests    7 (then the worker is recycled)".to_owned(),
+        "  request_timeout 30 s".to_owned(),
+        "  idle_timeout    600 s".to_owned(),
+        "  max_body        10485760 bytes (10 MiB)".to_owned(),
+        "  max_rss         1000 bytes".to_owned(),
+        "  io_timeout      20 s".to_owned(),
+        "  startup_timeout 15 s".to_owned(),
+        "FCGI_WEB_SERVER_ADDRS 127.0.0.1, ::1 (in this shell: TCP peers not listed are refused; \
+         unix-socket peers are always served)"
+            .to_owned(),
+    ] {
+        assert_line(&out, &want);
+    }
+    // debug = true is the one warning, and it is counted.
+    assert_eq!(
+        warnings(&out),
+        [format!(
+            "warning           {} sets debug = true: 500 pages show the app's tracebacks (its \
+             code, paths and settings) to clients from 203.0.113.7; set debug = false when you \
+             are done",
+            root.site().display()
+        )],
+        "{}",
+        out.all_text()
+    );
+    assert_eq!(result(&out), "result            OK (1 warning)");
+}
+
+#[test]
+fn check_search_path_entry_that_is_not_a_directory_is_a_counted_warning() {
+    let root = WebRoot::new("check-search-path");
+    let missing = root.tmp.join("no-such-project");
+    root.write_site("echo:app", &root.outside_log(), "");
+    // A second entry that does not exist, after the one the app is in.
+    let text = fs::read_to_string(root.site()).expect("site.toml");
+    let text = text.replacen(
+        "search_path = [",
+        &format!("search_path = [{}, ", toml_str(&missing.to_string_lossy())),
+        1,
+    );
+    fs::write(root.site(), text).expect("write site.toml");
+    let out = root.check(&[], &[]);
+    assert!(out.status.success(), "{}", out.all_text());
+    assert_eq!(
+        warnings(&out),
+        [format!(
+            "warning           search_path entry {} in {} is not a directory: nothing can be \
+             imported from it; fix the path or remove it",
+            missing.display(),
+            root.site().display()
+        )],
+        "{}",
+        out.all_text()
+    );
+    assert_eq!(result(&out), "result            OK (1 warning)");
+}
+
+/// The warning for a site.toml in the web root that nothing denies.
+fn site_toml_exposed(root: &WebRoot) -> String {
+    format!(
+        "warning           {} is inside the web root {} and no .htaccess rule denies it: \
+         visitors can download it, secrets in [env] included; deny it in .htaccess with a \
+         <FilesMatch \"\\.(toml|log|pid)$\"> block holding `Require all denied` (Apache 2.4) or \
+         `Deny from all` (2.2), as the project's htaccess/auto.htaccess does",
+        root.site().display(),
+        root.www.display()
+    )
+}
+
+#[test]
+fn check_htaccess_that_names_site_toml_only_in_a_comment_warns() {
+    let root = WebRoot::new("check-ht-comment");
+    root.write_site("echo:app", &root.outside_log(), "");
+    // The old check passed this: ".toml" is in the text.
+    fs::write(
+        root.www.join(".htaccess"),
+        "AddHandler fcgid-script .fcgi\n\
+         # TODO: deny site.toml with <Files site.toml> Require all denied </Files>\n\
+         <Files site.toml>\n\
+         # Require all denied\n\
+         </Files>\n",
+    )
+    .expect("write .htaccess");
+    let out = root.check(&[], &[]);
+    assert!(out.status.success(), "{}", out.all_text());
+    assert_eq!(
+        warnings(&out),
+        [site_toml_exposed(&root)],
+        "{}",
+        out.all_text()
+    );
+    assert_eq!(result(&out), "result            OK (1 warning)");
+}
+
+#[test]
+fn check_recognises_apache_24_and_22_deny_rules_for_site_toml() {
+    let root = WebRoot::new("check-ht-deny");
+    root.write_site("echo:app", &root.outside_log(), "");
+    for htaccess in [
+        // Apache 2.4.
+        "<Files \"site.toml\">\n    Require all denied\n</Files>\n",
+        "<files site.toml>\nrequire all denied\n</files>\n",
+        "<FilesMatch '\\.toml$'>\nRequire all denied\n</FilesMatch>\n",
+        // Apache 2.2.
+        "<Files site.toml>\n    Order allow,deny\n    Deny from all\n</Files>\n",
+        "<FilesMatch \"\\.(toml|log)$\">\nOrder Allow,Deny\nDENY FROM ALL\n</FilesMatch>\n",
+    ] {
+        fs::write(root.www.join(".htaccess"), htaccess).expect("write .htaccess");
+        let out = root.check(&[], &[]);
+        assert!(out.status.success(), "{htaccess}\n{}", out.all_text());
+        assert_eq!(
+            warnings(&out),
+            Vec::<String>::new(),
+            "with .htaccess:\n{htaccess}\n{}",
+            out.all_text()
+        );
+        assert_eq!(result(&out), "result            OK", "{htaccess}");
+    }
+}
+
+#[test]
+fn check_log_file_in_the_web_root_without_a_deny_rule_warns() {
+    let root = WebRoot::new("check-ht-log");
+    let log = root.www.join("shim.log");
+    root.write_site("echo:app", &log, "");
+    // site.toml is denied, the log is not.
+    fs::write(
+        root.www.join(".htaccess"),
+        "<FilesMatch \"\\.toml$\">\nRequire all denied\n</FilesMatch>\n",
+    )
+    .expect("write .htaccess");
+    let out = root.check(&[], &[]);
+    assert!(out.status.success(), "{}", out.all_text());
+    assert_eq!(
+        warnings(&out),
+        [format!(
+            "warning           log file {} is inside the web root {} and no .htaccess rule \
+             denies it: visitors can download it, tracebacks included; move it out (log_file = \
+             \"../logs/mysite.log\") or deny it in .htaccess with a <FilesMatch \
+             \"\\.(toml|log|pid)$\"> block holding `Require all denied` (Apache 2.4) or `Deny \
+             from all` (2.2), as the project's htaccess/auto.htaccess does",
+            log.display(),
+            root.www.display()
+        )],
+        "{}",
+        out.all_text()
+    );
+    assert_eq!(result(&out), "result            OK (1 warning)");
+
+    // Denied by the shipped .htaccess ...
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("htaccess/auto.htaccess");
+    fs::copy(&shipped, root.www.join(".htaccess")).expect("copy auto.htaccess");
+    let out = root.check(&[], &[]);
+    assert_eq!(warnings(&out), Vec::<String>::new(), "{}", out.all_text());
+    // ... or, in a folder of its own, by that folder's .htaccess.
+    let logs = root.www.join("logs");
+    fs::create_dir_all(&logs).expect("logs");
+    fs::write(logs.join(".htaccess"), "Require all denied\n").expect("logs/.htaccess");
+    root.write_site("echo:app", &logs.join("site.txt"), "");
+    let out = root.check(&[], &[]);
+    assert_eq!(warnings(&out), Vec::<String>::new(), "{}", out.all_text());
+    assert_eq!(result(&out), "result            OK");
+}
+
+#[test]
+fn check_django_project_or_search_path_in_the_web_root_warns() {
+    let root = WebRoot::new("check-django");
+    let project = root.www.join("myproject");
+    fs::create_dir_all(project.join("myproject")).expect("project");
+    fs::write(project.join("manage.py"), "").expect("manage.py");
+    fs::write(project.join("myproject/settings.py"), "SECRET_KEY = 'x'\n").expect("settings");
+    let lib = root.www.join("lib");
+    fs::create_dir_all(&lib).expect("lib");
+    root.write_site("echo:app", &root.outside_log(), "");
+    let text = fs::read_to_string(root.site()).expect("site.toml");
+    let text = text.replacen(
+        "search_path = [",
+        &format!("search_path = [{}, ", toml_str(&lib.to_string_lossy())),
+        1,
+    );
+    fs::write(root.site(), text).expect("write site.toml");
+    let out = root.check(&[], &[]);
+    assert!(out.status.success(), "{}", out.all_text());
+    let tail = format!(
+        " is inside the web root {}: Apache serves its files to anyone who asks, settings.py \
+         (SECRET_KEY, database passwords) and db.sqlite3 included, unless a .htaccess denies \
+         them; move the project out of public_html (beside it, e.g. ~/myproject) and point \
+         search_path at the new place",
+        root.www.display()
+    );
+    assert_eq!(
+        warnings(&out),
+        [
+            format!(
+                "warning           search_path entry {}{tail}",
+                lib.display()
+            ),
+            format!(
+                "warning           Django project {} (manage.py){tail}",
+                project.display()
+            ),
+        ],
+        "{}",
+        out.all_text()
+    );
+    assert_eq!(result(&out), "result            OK (2 warnings)");
+}
+
+#[test]
+fn check_writes_nothing_to_the_log_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = WebRoot::new("check-no-log");
+    let log = root.outside_log();
+    fs::write(&log, "before\n").expect("log");
+    fs::set_permissions(&log, fs::Permissions::from_mode(0o600)).expect("chmod");
+    // A failing request: what it logs goes to the report, not the log.
+    root.write_site("echo:app", &log, "");
+    let out = root.check(&["/raise"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.all_text());
+    assert!(
+        report(&out)
+            .iter()
+            .any(|l| l.ends_with("RuntimeError: marker-raise-before-start-response")),
+        "traceback not on stdout: {}",
+        out.all_text()
+    );
+    // An app that does not import: "answering 500 until ..." is for a
+    // serving shim, not for check.
+    root.write_site("broken_import:app", &log, "");
+    let out = root.check(&[], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.all_text());
+    assert_eq!(fs::read_to_string(&log).expect("log"), "before\n");
+    // A log that does not exist yet is not created either.
+    let fresh = log.with_file_name("fresh.log");
+    root.write_site("echo:app", &fresh, "");
+    let out = root.check(&[], &[]);
+    assert!(out.status.success(), "{}", out.all_text());
+    assert!(!fresh.exists(), "check created {}", fresh.display());
+}
+
+#[test]
+fn check_world_readable_site_toml_and_log_are_counted_warnings() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = WebRoot::new("check-perms");
+    let log = root.outside_log();
+    root.write_site("echo:app", &log, "");
+    fs::write(&log, "").expect("log");
+    for file in [root.site(), log.clone()] {
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    let out = root.check(&[], &[]);
+    assert!(out.status.success(), "{}", out.all_text());
+    assert_eq!(
+        warnings(&out),
+        [
+            format!(
+                "warning           {} is readable by every user on the host; chmod 600 (or 640) it",
+                root.site().display()
+            ),
+            format!(
+                "warning           log file {} is readable by every user on the host; chmod 600 it",
+                log.display()
+            ),
+        ],
+        "{}",
+        out.all_text()
+    );
+    assert_eq!(result(&out), "result            OK (2 warnings)");
+}
