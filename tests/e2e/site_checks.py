@@ -161,3 +161,69 @@ def flask_authorization(site, prefix=""):
     assert (r.status_code, r.text) == (200, "authorization=Basic YWxpY2U6czNjcmV0OiBwdw==\n")
     r = site.get(f"{prefix}/auth")
     assert (r.status_code, r.text) == (200, "authorization=(none)\n")
+
+
+# -- private files -------------------------------------------------------------
+
+# A 1x1 PNG: the bytes must come back unchanged.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
+
+# (path below the site's folder, content): what a review found downloadable,
+# plus their kin. Every one of them must answer 403.
+PRIVATE = [
+    ("proj/proj/settings.py", "SECRET_KEY = 'django-insecure-leaked'\n"),
+    ("proj/manage.py", "#!/usr/bin/env python\n# manage.py\n"),
+    ("proj/proj/__pycache__/settings.cpython-311.pyc", "compiled secret\n"),
+    ("proj/db.sqlite3", "SQLite format 3\0 secret rows\n"),
+    ("proj/db.sqlite3-journal", "journal secret\n"),
+    ("data.db", "db secret\n"),
+    ("site.toml.bak", "SECRET_KEY = 'backup'\n"),
+    ("site.toml~", "SECRET_KEY = 'editor backup'\n"),
+    (".site.toml.swp", "swap secret\n"),
+    ("settings.py.orig", "orig secret\n"),
+    ("dump.SQL", "INSERT secret;\n"),
+    (".env", "SECRET_KEY=dotenv\n"),
+    ("mysite.log", "traceback secret\n"),
+    ("django.pid", "12345\n"),
+    (".git/config", "[remote] url = secret\n"),
+    (".venv/pyvenv.cfg", "home = secret\n"),
+    ("static/.hidden/notes.txt", "hidden secret\n"),
+]
+
+# (path, content type prefix, content): served by Apache itself.
+PUBLIC = [
+    ("static/site.css", "text/css", b"body { color: #333; }\n"),
+    ("static/app.js", "", b"console.log('hi');\n"),
+    ("static/logo.png", "image/png", PNG),
+    ("robots.txt", "text/plain", b"User-agent: *\n"),
+    (".well-known/acme-challenge/token123", "", b"token123.key\n"),
+]
+
+
+def private_files_refused(site, public=True):
+    """Places PRIVATE and PUBLIC in the site's folder, readable by everyone
+    (so that only the server's rules can refuse them); each PRIVATE file
+    must answer 403 without its content, and (public=True, where the web
+    server serves that folder) each PUBLIC one 200 with its bytes."""
+    for rel, content in PRIVATE:
+        path = site.dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    for rel, _, content in PUBLIC:
+        path = site.dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    for path in [site.dir, *site.dir.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else (path.stat().st_mode | 0o444))
+    for rel, content in PRIVATE:
+        r = site.get(f"/{rel}")
+        assert r.status_code == 403, (rel, r.status_code, r.text[:200])
+        assert "secret" not in r.text and content not in r.text, rel
+    if public:
+        for rel, _, content in PUBLIC:
+            r = site.get(f"/{rel}")
+            assert r.status_code == 200, (rel, r.status_code, r.text[:200])
+            assert r.content == content, rel

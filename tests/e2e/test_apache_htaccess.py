@@ -11,6 +11,7 @@ The deny rules are tested as Apache 2.4 runs them and, with the files'
 import pytest
 
 from e2e_harness import APACHE_MODULES, HTACCESS, MODULES, REPO, start_site
+from site_checks import PRIVATE, PUBLIC
 
 TOKEN = "Token 9944b09199c62bcf9418ad846dd0e4bb"
 
@@ -90,44 +91,6 @@ def application(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [("\\n".join(lines) + "\\n").encode("latin-1")]
 """
-
-# A 1x1 PNG: the bytes must come back unchanged.
-PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
-)
-
-# (path below the site's folder, content): what a review found downloadable,
-# plus their kin. Every one of them must answer 403.
-PRIVATE = [
-    ("proj/proj/settings.py", "SECRET_KEY = 'django-insecure-leaked'\n"),
-    ("proj/manage.py", "#!/usr/bin/env python\n# manage.py\n"),
-    ("proj/proj/__pycache__/settings.cpython-311.pyc", "compiled secret\n"),
-    ("proj/db.sqlite3", "SQLite format 3\0 secret rows\n"),
-    ("proj/db.sqlite3-journal", "journal secret\n"),
-    ("data.db", "db secret\n"),
-    ("site.toml.bak", "SECRET_KEY = 'backup'\n"),
-    ("site.toml~", "SECRET_KEY = 'editor backup'\n"),
-    (".site.toml.swp", "swap secret\n"),
-    ("settings.py.orig", "orig secret\n"),
-    ("dump.SQL", "INSERT secret;\n"),
-    (".env", "SECRET_KEY=dotenv\n"),
-    ("mysite.log", "traceback secret\n"),
-    ("django.pid", "12345\n"),
-    (".git/config", "[remote] url = secret\n"),
-    (".venv/pyvenv.cfg", "home = secret\n"),
-    ("static/.hidden/notes.txt", "hidden secret\n"),
-]
-
-# (path, content type prefix, content): served by Apache itself.
-PUBLIC = [
-    ("static/site.css", "text/css", b"body { color: #333; }\n"),
-    ("static/app.js", "", b"console.log('hi');\n"),
-    ("static/logo.png", "image/png", PNG),
-    ("robots.txt", "text/plain", b"User-agent: *\n"),
-    (".well-known/acme-challenge/token123", "", b"token123.key\n"),
-]
-
 
 def swap_guards(text):
     """The file as Apache 2.2 would read it: what is guarded for 2.4

@@ -99,6 +99,13 @@ def test_flask_authorization_header(fl):
     check.flask_authorization(fl)
 
 
+def test_private_files_are_403_and_public_ones_served(fl):
+    """The template's rules refuse what the shipped .htaccess files refuse
+    (Python source, databases, backups, dot folders) and serve the rest."""
+    check.private_files_refused(fl)
+    assert fl.get("/").status_code == 200
+
+
 def test_site_toml_is_403(fl):
     (fl.dir / "debug.log").write_text("secret log line\n")
     for path in ("/site.toml", "/debug.log", "/mysite.fcgi/../site.toml"):

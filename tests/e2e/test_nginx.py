@@ -77,6 +77,13 @@ def test_flask_is_served_by_one_persistent_process(fl):
     assert len(pids) == 1, pids
 
 
+def test_private_files_are_403_and_public_ones_served(fl):
+    """The template's rules refuse what the shipped .htaccess files refuse
+    (Python source, databases, backups, dot folders) and serve the rest."""
+    check.private_files_refused(fl)
+    assert fl.get("/").status_code == 200
+
+
 def test_site_toml_log_and_binary_are_403(fl):
     (fl.dir / "debug.log").write_text("secret log line\n")
     for path in ("/site.toml", "/debug.log", "/mysite.fcgi"):
