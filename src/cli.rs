@@ -453,6 +453,13 @@ fn show_site(r: &mut Report, s: &Site) {
         paths(&s.watch, "(none: site.toml and the executable only)"),
     );
     r.line(
+        "  chdir",
+        match &s.chdir {
+            Some(dir) => dir.display().to_string(),
+            None => "(not set: the app runs in site.toml's folder)".to_owned(),
+        },
+    );
+    r.line(
         "  pin_cpu",
         if s.pin_cpu {
             "true (the shim and its worker share one CPU)"
@@ -884,6 +891,12 @@ mod htaccess {
                         },
                         "ifmodule" | "ifversion" | "ifdefine" | "iffile" | "ifdirective"
                         | "ifsection" | "requireall" => Section::Transparent,
+                        // The shipped files refuse private files only where
+                        // they exist (so /report.py still reaches the app);
+                        // check asks about files that exist, or will (a log).
+                        "if" if unquote(arg).trim() == "-f %{REQUEST_FILENAME}" => {
+                            Section::Transparent
+                        }
                         _ => Section::Conditional,
                     });
                     continue;
@@ -948,8 +961,8 @@ mod htaccess {
     /// A regular expression as `<FilesMatch>` reads it (PCRE, searched for
     /// anywhere in the file name), limited to what such patterns use: literals,
     /// `\.` and other escapes, `.`, classes (`[a-z]`, `\d`, `\w`, `\s`), groups
-    /// with `|`, `^`, `$`, `* + ? {m,n}`, and a leading `(?i)`. Anything else
-    /// (look-arounds, back-references) does not parse, and such a block counts
+    /// with `|`, `^`, `$`, `* + ? {m,n}`, look-aheads `(?=` `(?!`, and a leading
+    /// `(?i)`. Anything else (look-behinds, back-references) does not parse, and such a block counts
     /// as denying nothing. A `<Files>` wildcard is compiled to one, anchored.
     #[derive(Debug)]
     pub(super) struct Regex {
@@ -973,6 +986,11 @@ mod htaccess {
         Start,
         End,
         Group(Vec<Vec<Piece>>),
+        /// `(?=...)` or, negated, `(?!...)`: matches no characters.
+        Look {
+            negated: bool,
+            alts: Vec<Vec<Piece>>,
+        },
     }
 
     #[derive(Debug)]
@@ -1044,19 +1062,27 @@ mod htaccess {
                 '^' => Node::Start,
                 '$' => Node::End,
                 '(' => {
+                    // `(?:` groups; `(?=` and `(?!` look ahead (the shipped
+                    // rule's `^\.(?!well-known$)`). Other `(?` forms are
+                    // look-behinds and flags this matcher does not have.
+                    let mut look = None;
                     if self.peek() == Some('?') {
-                        // Only the non-capturing `(?:`; other `(?` forms are
-                        // look-arounds and flags this matcher does not have.
-                        if self.s.get(self.i + 1) != Some(&':') {
-                            return None;
-                        }
+                        look = match self.s.get(self.i + 1) {
+                            Some(':') => None,
+                            Some('=') => Some(false),
+                            Some('!') => Some(true),
+                            _ => return None,
+                        };
                         self.i += 2;
                     }
                     let alts = self.alts()?;
                     if self.next()? != ')' {
                         return None;
                     }
-                    Node::Group(alts)
+                    match look {
+                        Some(negated) => Node::Look { negated, alts },
+                        None => Node::Group(alts),
+                    }
                 }
                 '[' => Node::Class(self.class(false)?),
                 '\\' => self.escape()?,
@@ -1295,6 +1321,7 @@ mod htaccess {
                 }
                 Node::Class(class) => here.is_some_and(|c| class.has(c, self.icase)) && k(i + 1),
                 Node::Group(alts) => self.alts(alts, i, k),
+                Node::Look { negated, alts } => self.alts(alts, i, &|_| true) != *negated && k(i),
             }
         }
     }
@@ -1333,6 +1360,16 @@ mod htaccess {
                 (r"^(a*)*b$", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaac", false),
                 (r"^$", "", true),
                 (r"x|", "anything", true),
+                (r"^\.(?!well-known$)", ".env", true),
+                (r"^\.(?!well-known$)", ".well-known", false),
+                (r"^\.(?!well-known$)", ".well-known2", true),
+                (r"^\.(?=git)", ".gitignore", true),
+                (r"^\.(?=git)", ".env", false),
+                (
+                    r"(?i)(\.(py|db)|~)$|^\.(?!well-known$)",
+                    "Settings.PY",
+                    true,
+                ),
             ];
             for &(pattern, name, want) in rows {
                 let re = Regex::parse(pattern).unwrap_or_else(|| panic!("{pattern} should parse"));
@@ -1343,7 +1380,8 @@ mod htaccess {
         #[test]
         fn unsupported_regexes_do_not_parse() {
             for pattern in [
-                r"(?!x)",
+                r"(?<!x)",
+                r"(?P<n>x)",
                 r"\bsite",
                 r"(a",
                 r"a)",
@@ -1495,6 +1533,18 @@ mod htaccess {
                     "site.toml",
                     false,
                 ),
+                // Only where the file exists (the shipped form): it does.
+                (
+                    "<FilesMatch \"\\.toml$\">\n<If \"-f %{REQUEST_FILENAME}\">\nRequire all denied\n</If>\n</FilesMatch>\n",
+                    "site.toml",
+                    true,
+                ),
+                // Any other condition may not hold.
+                (
+                    "<FilesMatch \"\\.toml$\">\n<If \"%{QUERY_STRING} == 'x'\">\nRequire all denied\n</If>\n</FilesMatch>\n",
+                    "site.toml",
+                    false,
+                ),
                 // A continued line.
                 (
                     "<Files \\\n site.toml>\nRequire all \\\n denied\n</Files>\n",
@@ -1519,7 +1569,12 @@ mod htaccess {
                 assert!(denies(text, "site.toml"), "{file}.htaccess: site.toml");
                 assert!(denies(text, "mysite.log"), "{file}.htaccess: mysite.log");
                 assert!(!denies(text, "mysite.fcgi"), "{file}.htaccess: mysite.fcgi");
-                assert!(!denies(text, "settings.py"), "{file}.htaccess: settings.py");
+                for private in ["settings.py", "db.sqlite3", ".env", "site.toml~"] {
+                    assert!(denies(text, private), "{file}.htaccess: {private}");
+                }
+                for public in ["style.css", ".well-known", "report.pdf"] {
+                    assert!(!denies(text, public), "{file}.htaccess: {public}");
+                }
             }
         }
     }

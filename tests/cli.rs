@@ -336,6 +336,7 @@ fn check_clean_web_root_is_ok_with_no_warning_and_shows_the_defaults() {
         "  trusted_proxies (none: X-Forwarded-For and X-Forwarded-Proto are ignored)",
         "  script_name     (not set: from each request's URL)",
         "  pin_cpu         true (the shim and its worker share one CPU)",
+        "  chdir           (not set: the app runs in site.toml's folder)",
         "GET /             200 OK",
     ] {
         assert_line(&out, want);
@@ -420,6 +421,7 @@ fn check_shows_limits_debug_proxies_and_web_server_addrs() {
          debug_allow = [\"203.0.113.7\"]\n\
          watch = [\"other.py\"]\n\
          pin_cpu = false\n\
+         chdir = \"/tmp\"\n\
          max_requests = 7\n\
          request_timeout = 30\n\
          idle_timeout = 600\n\
@@ -438,6 +440,7 @@ fn check_shows_limits_debug_proxies_and_web_server_addrs() {
         "  debug_allow     203.0.113.7".to_owned(),
         format!("  watch           {}", root.www.join("other.py").display()),
         "  pin_cpu         false".to_owned(),
+        "  chdir           /tmp".to_owned(),
         "  max_requests    7 (then the worker is recycled)".to_owned(),
         "  request_timeout 30 s".to_owned(),
         "  idle_timeout    600 s".to_owned(),
@@ -619,6 +622,18 @@ fn check_django_project_or_search_path_in_the_web_root_warns() {
         1,
     );
     fs::write(root.site(), text).expect("write site.toml");
+    // The shipped .htaccess refuses settings.py and db.sqlite3 (and every
+    // other *.py and database) where they exist: nothing to warn about.
+    let out = root.check(&[], &[]);
+    assert!(out.status.success(), "{}", out.all_text());
+    assert_eq!(warnings(&out), Vec::<String>::new(), "{}", out.all_text());
+    // A .htaccess that only keeps site.toml and the logs private leaves
+    // both folders' code downloadable.
+    fs::write(
+        root.www.join(".htaccess"),
+        "<FilesMatch \"\\.(toml|log|pid)$\">\nRequire all denied\n</FilesMatch>\n",
+    )
+    .expect("write .htaccess");
     let out = root.check(&[], &[]);
     assert!(out.status.success(), "{}", out.all_text());
     let tail = format!(
