@@ -31,6 +31,7 @@ pub mod config;
 pub mod environ;
 pub mod fastcgi;
 pub mod frame;
+pub mod htaccess;
 pub mod init;
 pub mod log;
 pub mod record;
