@@ -203,27 +203,39 @@ PUBLIC = [
 ]
 
 
-def private_files_refused(site, public=True):
-    """Places PRIVATE and PUBLIC in the site's folder, readable by everyone
-    (so that only the server's rules can refuse them); each PRIVATE file
-    must answer 403 without its content, and (public=True, where the web
-    server serves that folder) each PUBLIC one 200 with its bytes."""
+def place_private_files(folder):
+    """PRIVATE and PUBLIC in `folder`, readable by everyone, so that only
+    the web server's rules can refuse them."""
     for rel, content in PRIVATE:
-        path = site.dir / rel
+        path = folder / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
     for rel, _, content in PUBLIC:
-        path = site.dir / rel
+        path = folder / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
-    for path in [site.dir, *site.dir.rglob("*")]:
+    for path in [folder, *folder.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else (path.stat().st_mode | 0o444))
+
+
+def private_refused_public_served(site, prefix=""):
+    """Each PRIVATE file (and site.toml) answers 403 without its content;
+    each PUBLIC one 200 with its bytes and content type."""
     for rel, content in PRIVATE:
-        r = site.get(f"/{rel}")
+        r = site.get(f"{prefix}/{rel}")
         assert r.status_code == 403, (rel, r.status_code, r.text[:200])
         assert "secret" not in r.text and content not in r.text, rel
-    if public:
-        for rel, _, content in PUBLIC:
-            r = site.get(f"/{rel}")
-            assert r.status_code == 200, (rel, r.status_code, r.text[:200])
-            assert r.content == content, rel
+    r = site.get(f"{prefix}/site.toml")
+    assert r.status_code == 403, r.text[:200]
+    for rel, ctype, content in PUBLIC:
+        r = site.get(f"{prefix}/{rel}")
+        assert r.status_code == 200, (rel, r.status_code, r.text[:200])
+        assert r.content == content, rel
+        assert r.headers.get("Content-Type", "").startswith(ctype), (rel, r.headers)
+
+
+def private_files_refused(site):
+    """place_private_files in the site's folder, then
+    private_refused_public_served."""
+    place_private_files(site.dir)
+    private_refused_public_served(site)

@@ -11,7 +11,7 @@ The deny rules are tested as Apache 2.4 runs them and, with the files'
 import pytest
 
 from e2e_harness import APACHE_MODULES, HTACCESS, MODULES, REPO, start_site
-from site_checks import PRIVATE, PUBLIC
+from site_checks import PRIVATE, place_private_files, private_refused_public_served
 
 TOKEN = "Token 9944b09199c62bcf9418ad846dd0e4bb"
 
@@ -117,32 +117,8 @@ def private_site(make_site, htaccess, mount="", modules=None, name=None):
                      name=name)
     (site.app / "probe.py").write_text(PROBE)
     site.write_config(wsgi_app="probe:application")
-    for rel, content in PRIVATE:
-        path = site.dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-    for rel, _, content in PUBLIC:
-        path = site.dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-    for path in [site.dir, *site.dir.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else (path.stat().st_mode | 0o444))
+    place_private_files(site.dir)
     return site
-
-
-def check_private_refused_public_served(site, prefix):
-    for rel, content in PRIVATE:
-        r = site.get(f"{prefix}/{rel}")
-        assert r.status_code == 403, (rel, r.status_code, r.text[:200])
-        assert "secret" not in r.text and content not in r.text, rel
-    # site.toml itself, as before.
-    r = site.get(f"{prefix}/site.toml")
-    assert r.status_code == 403, r.text[:200]
-    for rel, ctype, content in PUBLIC:
-        r = site.get(f"{prefix}/{rel}")
-        assert r.status_code == 200, (rel, r.status_code, r.text[:200])
-        assert r.content == content, rel
-        assert r.headers.get("Content-Type", "").startswith(ctype), (rel, r.headers)
 
 
 def probe(site, path, **kw):
@@ -164,7 +140,7 @@ ALL_FOUR = [
 @pytest.mark.parametrize("name", ALL_FOUR)
 def test_shipped_htaccess_refuses_private_files_and_serves_the_rest(make_site, name):
     site = start_site(private_site(make_site, as_fcgid(name, shipped(name))))
-    check_private_refused_public_served(site, "")
+    private_refused_public_served(site, "")
     # The app still runs, and a URL that only looks like a private file but
     # names none goes to it: the rules refuse files, not URLs.
     assert probe(site, "/") == {"SCRIPT_NAME": "", "PATH_INFO": "/"}
@@ -177,7 +153,7 @@ def test_shipped_htaccess_refuses_private_files_and_serves_the_rest(make_site, n
 
 def test_auto_htaccess_refuses_private_files_in_a_subfolder_site(make_site):
     site = start_site(private_site(make_site, shipped("auto.htaccess"), mount="blog"))
-    check_private_refused_public_served(site, "/blog")
+    private_refused_public_served(site, "/blog")
     assert probe(site, "/blog/foo.py") == {"SCRIPT_NAME": "/blog", "PATH_INFO": "/foo.py"}
     assert probe(site, "/blog/") == {"SCRIPT_NAME": "/blog", "PATH_INFO": "/"}
 
@@ -190,7 +166,7 @@ def test_rules_hold_with_allowoverride_without_limit(make_site):
                               "    AllowOverride FileInfo Options AuthConfig\n"
                               "</Directory>\n")
     start_site(site)
-    check_private_refused_public_served(site, "")
+    private_refused_public_served(site, "")
     assert probe(site, "/foo.py") == {"SCRIPT_NAME": "", "PATH_INFO": "/foo.py"}
 
 
@@ -202,7 +178,7 @@ def test_apache_22_forms_refuse_private_files_too(make_site, name):
     assert (MODULES / "mod_access_compat.so").is_file()
     site = start_site(private_site(make_site, swap_guards(as_fcgid(name, shipped(name))),
                                    modules=WITH_ACCESS_COMPAT))
-    check_private_refused_public_served(site, "")
+    private_refused_public_served(site, "")
     assert probe(site, "/") == {"SCRIPT_NAME": "", "PATH_INFO": "/"}
     assert probe(site, "/a/b") == {"SCRIPT_NAME": "", "PATH_INFO": "/a/b"}
     # 2.2 refuses by name, file or not (documented in the files).

@@ -14,7 +14,8 @@ import pytest
 
 from e2e_harness import APACHE_MODULES, MODULES, TEMPLATES, Apache, free_port, from_template, \
     start_site
-from test_apache_htaccess import PRIVATE, PUBLIC, private_site, probe
+from site_checks import PRIVATE, PUBLIC
+from test_apache_htaccess import private_site, probe
 
 TOKEN = "Bearer 0123456789abcdef"
 MEDIA = "/home/user/python/django/contrib/admin/media"
