@@ -360,6 +360,23 @@ impl App {
         self.broken.as_deref()
     }
 
+    /// Relays `req` on the worker, started if need be and placed on the
+    /// shim's CPU when site.toml has `pin_cpu`. None: no worker would start.
+    fn relay_on_worker(
+        &mut self,
+        req: &Prepared,
+        t: &mut dyn Transport,
+    ) -> Option<(Outcome, Fate)> {
+        let pin = self.site().is_some_and(|s| s.pin_cpu);
+        let pid = self.ensure_worker()?.pid;
+        if pin {
+            self.pair.place(pid);
+        }
+        let w = self.worker.as_mut().expect("ensure_worker returned it");
+        w.same_cpu = self.pair.holds(pid);
+        Some(req.relay(w, t))
+    }
+
     /// Serves one request. Returns how it ended, for the transport to
     /// finish (error page, or end of response).
     pub fn handle(
@@ -375,16 +392,9 @@ impl App {
             Ok(req) => req,
             Err(outcome) => return outcome,
         };
-        let pin = self.site().is_some_and(|s| s.pin_cpu);
-        let Some(pid) = self.ensure_worker().map(|w| w.pid) else {
+        let Some((mut outcome, mut fate)) = self.relay_on_worker(&req, t) else {
             return Outcome::Failed(500);
         };
-        if pin {
-            self.pair.place(pid);
-        }
-        let w = self.worker.as_mut().expect("ensure_worker returned it");
-        w.same_cpu = self.pair.holds(pid);
-        let (mut outcome, mut fate) = req.relay(w, t);
         if fate == Fate::Refused {
             // The worker died while idle, and the request never reached it:
             // it goes to a new worker (once), so that no request is lost.
@@ -393,17 +403,9 @@ impl App {
                 let how = w.kill();
                 crate::error!("python worker {pid} {how} while idle; starting a new one");
             }
-            (outcome, fate) = match self.ensure_worker().map(|w| w.pid) {
-                Some(pid) => {
-                    if pin {
-                        self.pair.place(pid);
-                    }
-                    let w = self.worker.as_mut().expect("ensure_worker returned it");
-                    w.same_cpu = self.pair.holds(pid);
-                    req.relay(w, t)
-                }
-                None => (Outcome::Failed(500), Fate::Keep),
-            };
+            (outcome, fate) = self
+                .relay_on_worker(&req, t)
+                .unwrap_or((Outcome::Failed(500), Fate::Keep));
             if fate == Fate::Refused {
                 crate::error!(
                     "request {}: the new python worker is gone too; answering 502",

@@ -534,23 +534,14 @@ fn web_server_addrs(r: &mut Report) {
         "FCGI_WEB_SERVER_ADDRS",
         format!("{value} (in this shell: TCP peers not listed are refused; unix-socket peers are always served)"),
     );
-    let entries: Vec<&str> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-        .collect();
-    let mut valid = 0;
-    for a in &entries {
-        if Net::parse(a).is_some() {
-            valid += 1;
-        } else {
-            r.warning(format!(
-                "FCGI_WEB_SERVER_ADDRS: `{a}` is not an address or CIDR block (e.g. 127.0.0.1, \
-                 ::1, 10.0.0.0/8); the shim ignores it"
-            ));
-        }
+    let (valid, invalid) = crate::fastcgi::parse_web_server_addrs(&value);
+    for a in invalid {
+        r.warning(format!(
+            "FCGI_WEB_SERVER_ADDRS: `{a}` is not an address or CIDR block (e.g. 127.0.0.1, \
+             ::1, 10.0.0.0/8); the shim ignores it"
+        ));
     }
-    if valid == 0 {
+    if valid.is_empty() {
         r.warning(
             "FCGI_WEB_SERVER_ADDRS lists no valid address: every TCP connection would be refused",
         );

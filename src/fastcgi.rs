@@ -620,18 +620,30 @@ pub(crate) fn serve_request(
 /// file's permissions are their access control.
 pub(crate) fn web_server_addrs() -> Option<Vec<Net>> {
     let v = std::env::var("FCGI_WEB_SERVER_ADDRS").ok()?;
-    let list: Vec<Net> = v
+    let (list, invalid) = parse_web_server_addrs(&v);
+    for a in invalid {
+        crate::warn!("FCGI_WEB_SERVER_ADDRS: `{a}` is not an address; ignored");
+    }
+    Some(list)
+}
+
+/// A comma-separated FCGI_WEB_SERVER_ADDRS value: the addresses and CIDR
+/// blocks, and the (non-empty) entries that are neither.
+pub(crate) fn parse_web_server_addrs(value: &str) -> (Vec<Net>, Vec<&str>) {
+    let mut invalid = Vec::new();
+    let list = value
         .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
         .filter_map(|a| {
-            let a = a.trim();
             let n = Net::parse(a);
-            if n.is_none() && !a.is_empty() {
-                crate::warn!("FCGI_WEB_SERVER_ADDRS: `{a}` is not an address; ignored");
+            if n.is_none() {
+                invalid.push(a);
             }
             n
         })
         .collect();
-    Some(list)
+    (list, invalid)
 }
 
 pub(crate) fn allowed(list: &Option<Vec<Net>>, peer: Option<IpAddr>) -> bool {
@@ -670,8 +682,7 @@ pub fn serve(app: &mut App, listener: RawFd, mut first: Option<OwnedFd>) -> i32 
             app.shutdown();
             return 0;
         }
-        if let Some(sig) = signals::stop_requested() {
-            crate::info!("{} received: stopping", sys::signal_name(sig));
+        if signals::stop_requested().is_some() {
             break;
         }
         let conn = match first.take() {
@@ -680,9 +691,6 @@ pub fn serve(app: &mut App, listener: RawFd, mut first: Option<OwnedFd>) -> i32 
                 if !queued {
                     let began = Instant::now();
                     if idle(app, listener, &mut last_request) {
-                        if let Some(sig) = signals::stop_requested() {
-                            crate::info!("{} received: stopping", sys::signal_name(sig));
-                        }
                         break;
                     }
                     queued = began.elapsed() < BACK_TO_BACK;
@@ -739,6 +747,9 @@ pub fn serve(app: &mut App, listener: RawFd, mut first: Option<OwnedFd>) -> i32 
         if params.capacity() > 256 << 10 {
             params = Vec::new();
         }
+    }
+    if let Some(sig) = signals::stop_requested() {
+        crate::info!("{} received: stopping", sys::signal_name(sig));
     }
     // Exiting with connections in the listen queue would reset them: the
     // web server sent those requests to this process, so it serves them
