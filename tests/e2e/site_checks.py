@@ -191,6 +191,14 @@ PRIVATE = [
     (".git/config", "[remote] url = secret\n"),
     (".venv/pyvenv.cfg", "home = secret\n"),
     ("static/.hidden/notes.txt", "hidden secret\n"),
+    ("local.ini", "password = ini secret\n"),
+    ("app.cfg", "cfg secret\n"),
+    ("uwsgi.conf", "conf secret\n"),
+    ("tls.pem", "pem secret\n"),
+    ("tls.key", "key secret\n"),
+    ("settings.py.old", "old secret\n"),
+    ("site.toml.save", "save secret\n"),
+    ("db.sqlite3-wal", "wal secret\n"),
 ]
 
 # (path, content type prefix, content): served by Apache itself.
