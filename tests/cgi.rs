@@ -192,7 +192,7 @@ fn cache_files(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn the_compiled_worker_is_kept_in_a_private_directory_and_a_corrupt_copy_is_replaced() {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let (dir, script) = deploy("cgi-cache", "echo:app");
     let tmp = dir.join("tmp");
     fs::create_dir(&tmp).expect("tmp");
@@ -217,9 +217,17 @@ fn the_compiled_worker_is_kept_in_a_private_directory_and_a_corrupt_copy_is_repl
     fs::write(&files[0], b"not marshal data").expect("corrupt it");
     assert_eq!(cgi(&script, &req, &env, &[]).stdout_text(), HELLO);
     assert_eq!(cache_files(&cache), files, "one file, the same name");
-    assert_eq!(fs::metadata(&files[0]).expect("again").len(), meta.len());
-    // And read again as it is.
+    let rewritten = fs::metadata(&files[0]).expect("again");
+    assert_eq!(rewritten.len(), meta.len());
+    // And read again as it is, not rewritten (the loader replaces the file
+    // with a rename, which gives it a new inode).
     assert_eq!(cgi(&script, &req, &env, &[]).stdout_text(), HELLO);
+    let read = fs::metadata(&files[0]).expect("read again");
+    assert_eq!(
+        (read.ino(), read.modified().ok()),
+        (rewritten.ino(), rewritten.modified().ok()),
+        "the cached code was written again instead of read"
+    );
 }
 
 #[test]
