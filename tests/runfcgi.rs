@@ -829,6 +829,17 @@ fn children_that_keep_dying_are_replaced_at_a_limited_rate() {
 // ---------------------------------------------------------------------------
 // Reload
 
+/// The app edited to answer `mark`, then `touch mysite.fcgi`. The app file
+/// gets another size and a later mtime, so that Python's bytecode cache
+/// cannot serve the old code.
+fn deploy_new_app(site: &Site, mark: &str) {
+    let app = site.dir.join("rfapp.py");
+    fs::write(&app, APP.replace("\"v1\"", &format!("\"{mark}\""))).expect("edit app");
+    set_mtime(&app, mtime_secs(&app) + 20);
+    let bin = site.dir.join("mysite.fcgi");
+    set_mtime(&bin, mtime_secs(&bin) + 10);
+}
+
 #[test]
 fn touch_reloads_the_app_without_a_failed_request() {
     let mut site = Site::new("touch");
@@ -838,12 +849,7 @@ fn touch_reloads_the_app_without_a_failed_request() {
     site.wait_serving(&addr);
     let hammer = Hammer::start(&addr);
     thread::sleep(Duration::from_millis(300));
-    // Another size and mtime: Python's bytecode cache must not serve v1.
-    let app = site.dir.join("rfapp.py");
-    fs::write(&app, APP.replace("\"v1\"", "\"v2-new\"")).expect("edit app");
-    set_mtime(&app, mtime_secs(&app) + 20);
-    let bin = site.dir.join("mysite.fcgi");
-    set_mtime(&bin, mtime_secs(&bin) + 10); // `touch mysite.fcgi`
+    deploy_new_app(&site, "v2-new");
     let reloaded = wait_until(Duration::from_secs(10), || {
         // Every child has reloaded when five requests in a row say v2.
         (0..5).all(|_| ident(&addr).is_ok_and(|(m, _, _)| m == "v2-new"))
@@ -1186,11 +1192,7 @@ fn threaded_touch_reloads_the_app_without_a_failed_request() {
     let (_, old_worker, _) = ident(&addr).expect("request");
     let hammer = Hammer::start(&addr);
     thread::sleep(Duration::from_millis(300));
-    let app = site.dir.join("rfapp.py");
-    fs::write(&app, APP.replace("\"v1\"", "\"v2-threaded\"")).expect("edit app");
-    set_mtime(&app, mtime_secs(&app) + 20);
-    let bin = site.dir.join("mysite.fcgi");
-    set_mtime(&bin, mtime_secs(&bin) + 10); // `touch mysite.fcgi`
+    deploy_new_app(&site, "v2-threaded");
     let reloaded = wait_until(Duration::from_secs(10), || {
         ident(&addr).is_ok_and(|(m, _, _)| m == "v2-threaded")
     });
