@@ -233,6 +233,16 @@ struct WebRoot {
 }
 
 impl WebRoot {
+    /// Puts `dir` first in site.toml's search_path.
+    fn prepend_search_path(&self, dir: &Path) {
+        let text = fs::read_to_string(self.site()).expect("site.toml");
+        let text = text.replacen(
+            "search_path = [",
+            &format!("search_path = [{}, ", toml_str(&dir.to_string_lossy())),
+            1,
+        );
+        fs::write(self.site(), text).expect("write site.toml");
+    }
     fn new(tag: &str) -> WebRoot {
         let tmp = TempDir::new(tag);
         let www = tmp.join("www");
@@ -475,13 +485,7 @@ fn check_search_path_entry_that_is_not_a_directory_is_a_counted_warning() {
     let missing = root.tmp.join("no-such-project");
     root.write_site("echo:app", &root.outside_log(), "");
     // A second entry that does not exist, after the one the app is in.
-    let text = fs::read_to_string(root.site()).expect("site.toml");
-    let text = text.replacen(
-        "search_path = [",
-        &format!("search_path = [{}, ", toml_str(&missing.to_string_lossy())),
-        1,
-    );
-    fs::write(root.site(), text).expect("write site.toml");
+    root.prepend_search_path(&missing);
     let out = root.check(&[], &[]);
     assert!(out.status.success(), "{}", out.all_text());
     assert_eq!(
@@ -615,13 +619,7 @@ fn check_django_project_or_search_path_in_the_web_root_warns() {
     let lib = root.www.join("lib");
     fs::create_dir_all(&lib).expect("lib");
     root.write_site("echo:app", &root.outside_log(), "");
-    let text = fs::read_to_string(root.site()).expect("site.toml");
-    let text = text.replacen(
-        "search_path = [",
-        &format!("search_path = [{}, ", toml_str(&lib.to_string_lossy())),
-        1,
-    );
-    fs::write(root.site(), text).expect("write site.toml");
+    root.prepend_search_path(&lib);
     // The shipped .htaccess refuses settings.py and db.sqlite3 (and every
     // other *.py and database) where they exist: nothing to warn about.
     let out = root.check(&[], &[]);
