@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use crate::app::{self, Buffers};
 use crate::bridge::{Fate, Gone, Transport};
-use crate::config::{self, Net, Site};
+use crate::config::{self, Net, Site, real};
 use crate::environ::Param;
 use crate::htaccess::Htaccess;
 use crate::worker::{self, StartError, Worker};
@@ -734,18 +734,6 @@ fn exposure(r: &mut Report, site: &Site, script: &Path) {
              ~/myproject) and point search_path at the new place",
             shown_root.display()
         ));
-    }
-}
-
-/// `p` with symlinks and `..` resolved, as far as it exists; the rest
-/// appended as written (a log file that is not created yet).
-fn real(p: &Path) -> PathBuf {
-    if let Ok(c) = std::fs::canonicalize(p) {
-        return c;
-    }
-    match (p.parent(), p.file_name()) {
-        (Some(dir), Some(name)) => real(dir).join(name),
-        _ => p.to_path_buf(),
     }
 }
 

@@ -259,6 +259,18 @@ pub fn locate_runfcgi(script: &Path) -> (PathBuf, Option<PathBuf>) {
     (beside, Some(here))
 }
 
+/// `p` with symlinks and `..` resolved, as far as it exists; the rest
+/// appended as written (a log file or project not created yet).
+pub fn real(p: &Path) -> PathBuf {
+    if let Ok(c) = std::fs::canonicalize(p) {
+        return c;
+    }
+    match (p.parent(), p.file_name()) {
+        (Some(dir), Some(name)) => real(dir).join(name),
+        _ => p.to_path_buf(),
+    }
+}
+
 /// `path` made absolute against the current directory, without resolving
 /// symlinks.
 pub fn absolute(path: &Path) -> PathBuf {

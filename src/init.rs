@@ -218,8 +218,7 @@ fn fill(f: &mut File, text: &str, mode: u32, owner: Option<(u32, u32)>) -> std::
 /// Whether `inner` is `outer` or lies below it, symlinks resolved where
 /// the paths exist.
 fn lies_within(inner: &Path, outer: &Path) -> bool {
-    let real = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
-    real(inner).starts_with(real(outer))
+    crate::config::real(inner).starts_with(crate::config::real(outer))
 }
 
 /// A TOML basic string: quotes, backslashes and control characters escaped
