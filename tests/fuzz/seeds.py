@@ -20,6 +20,10 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+# The worker tests' encoder of an R frame's environ (marshal, as frame.rs
+# writes it), so that the seeds follow one copy of the format.
+sys.path.insert(0, os.path.join(REPO, "tests", "worker"))
+from fakeshim import NO_LENGTH, pack_environ  # noqa: E402
 
 # FastCGI 1.0, section 8.
 BEGIN_REQUEST, ABORT_REQUEST, END_REQUEST, PARAMS, STDIN, STDOUT = 1, 2, 3, 4, 5, 6
@@ -163,24 +167,10 @@ def fpairs(items):
     return out + b"".join(n + v for n, v in items)
 
 
-def marshal_str(value):
-    """A param as frame.rs push_environ writes it (a marshal str)."""
-    data = to_bytes(value)
-    if data.isascii() and len(data) < 256:
-        return b"z" + bytes([len(data)]) + data
-    if data.isascii():
-        return b"a" + struct.pack("<I", len(data)) + data
-    text = data.decode("latin-1").encode("utf-8")
-    return b"u" + struct.pack("<I", len(text)) + text
-
-
-def fenviron(items):
-    return b"{" + b"".join(marshal_str(n) + marshal_str(v) for n, v in items) + b"0"
-
-
-def request_frame(rid, params, body, flags, length=(1 << 64) - 1):
-    environ = fenviron(params)
-    return frame(b"R", rid, struct.pack("<BQI", flags, length, len(environ)) + environ + body)
+def request_frame(rid, params, body, flags):
+    environ = pack_environ(params)
+    head = struct.pack("<BQI", flags, NO_LENGTH, len(environ))
+    return frame(b"R", rid, head + environ + body)
 
 
 def fastcgi_seeds():
@@ -288,7 +278,7 @@ def frame_seeds():
         "worker-post": get_input + out + get_input + out + done[0],
         "done-codes": b"".join(done),
         "pairs-only": fpairs([("A", "bc"), ("", "")]),
-        "environ-only": fenviron([("A", ""), ("B", b"caf\xe9"), ("C", "x" * 300)]),
+        "environ-only": pack_environ([("A", ""), ("B", b"caf\xe9"), ("C", "x" * 300)]),
         "oversized": struct.pack("<cHI", b"O", 1, 0xFFFFFFFF),
     }
 

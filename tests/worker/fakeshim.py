@@ -79,7 +79,6 @@ def request_payload(params, body=b"", complete=True, https=False):
     return head + environ + body
 
 
-
 def unpack_pairs(payload):
     (count,) = struct.unpack_from("<I", payload)
     lens = struct.unpack_from("<%dI" % (2 * count), payload, 4)
