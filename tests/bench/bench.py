@@ -941,7 +941,7 @@ class Bench:
             ("Django view", "/hello/", DJANGO_MARK, self.toml(django_project=proj),
              "seed_mysite.fcgi"),
         )
-        self.apache_floor = None
+        floor = None
         for app, path, mark, toml, seed in apps:
             key = "dj" if app.startswith("Django") else "hello"
             roots = {}
@@ -963,8 +963,8 @@ class Bench:
             for root in roots.values():
                 os.chmod(root / "mysite.fcgi", 0o755)
             subprocess.run(["chmod", "-R", "a+rX", str(base)], check=True)
-            self.apache_app(app, path, mark, roots, reload_proj=proj if key == "dj" else None,
-                            view_proj=proj if key == "dj" else None)
+            floor = self.apache_app(app, path, mark, roots,
+                                    django_proj=proj if key == "dj" else None, floor=floor)
 
     def view_time(self, proj, path):
         """The Django view's own time per request, in microseconds: the
@@ -1002,7 +1002,12 @@ print(statistics.median(rounds))
             raise Setup(f"timing the Django view failed:\n{out.stderr[-2000:]}")
         return float(out.stdout.split()[-1])
 
-    def apache_app(self, app, path, mark, roots, reload_proj, view_proj=None):
+    def apache_app(self, app, path, mark, roots, django_proj=None, floor=None):
+        """Measures `app` through Apache + mod_fcgid for each peer in
+        `roots`. With django_proj: the reload row, and the bound that
+        `floor` (the C responder's results, from hello world) and the view's
+        own time give. Returns the C responder's results if it ran here,
+        else `floor`."""
         results, nprocs = {}, {}
         peers = [("fcgi-shim", "shim"), ("flup seed", "flup")]
         if "c" in roots:
@@ -1018,10 +1023,10 @@ print(statistics.median(rounds))
                 wait_for_page(url, mark, what=f"apache {label}")
                 script = root / "mysite.fcgi"
                 # Reload first, while mod_fcgid runs one process.
-                if reload_proj and key == "shim":
-                    self.reload_shim(apache.url(label, "/version/"), script, reload_proj)
-                elif reload_proj:
-                    self.reload_flup(apache.url(label, "/version/"), script, reload_proj)
+                if django_proj and key == "shim":
+                    self.reload_shim(apache.url(label, "/version/"), script, django_proj)
+                elif django_proj:
+                    self.reload_flup(apache.url(label, "/version/"), script, django_proj)
 
                 def pids(s=script):
                     return [q for p in apache.fcgid_pids(s) for q in tree(p)]
@@ -1036,6 +1041,7 @@ print(statistics.median(rounds))
                 self.stop(apache)
                 kill_leftovers(root)
         shim, flup = results["fcgi-shim"], results["flup seed"]
+        floor = results.get("C libfcgi, no linger", floor)
         title = f"3. {app}, Apache + mod_fcgid"
         self.chart[title] = {lab: {f"c={c}": r[c]["req_s"] for c in (1, 8)}
                              for lab, r in results.items()}
@@ -1051,19 +1057,17 @@ print(statistics.median(rounds))
                      "flup seed mysite.fcgi", flup[c]["req_s"], target="≥ 2.00 (≥ 2x flup)",
                      met=ratio >= 2)
             if "C libfcgi, no linger" in results:
-                floor = results["C libfcgi, no linger"]
                 self.row(title, f"req/s, c={c} (mod_fcgid ran {nprocs['C libfcgi, no linger'][c]}"
                          " processes of the C responder)", shim[c]["req_s"],
                          "C libfcgi, no linger (no Python: the floor)", floor[c]["req_s"],
                          target=f"2x flup would be {2 * flup[c]['req_s']:.0f}",
                          met=None)
-                self.apache_floor = floor
-        if view_proj is not None and self.apache_floor:
+        if django_proj is not None and floor:
             # What no server could beat at c=1 (one request at a time):
             # Apache + mod_fcgid's own time per request (the C responder's,
             # which does nothing else) plus the view's own time.
-            view_us = self.view_time(view_proj, "/hello/")
-            floor_us = 1e6 / self.apache_floor[1]["req_s"]
+            view_us = self.view_time(django_proj, path)
+            floor_us = 1e6 / floor[1]["req_s"]
             best = 1e6 / (floor_us + view_us)
             self.row(title, f"req/s, c=1, the most any server could do: 1 / (Apache + "
                      f"mod_fcgid {floor_us:.0f} µs + the view itself {view_us:.0f} µs)",
@@ -1077,6 +1081,7 @@ print(statistics.median(rounds))
         self.row(title, "server CPU per request, all its processes, c=1",
                  shim[1]["cpu_us_all"], "flup seed mysite.fcgi", flup[1]["cpu_us_all"],
                  unit="µs", fmt="{:.0f}")
+        return floor
 
     def settle(self, url, conns, count, rounds=8):
         """Warm up until mod_fcgid has started all the processes it will

@@ -83,18 +83,16 @@ server {{
     back = SpawnFcgi(binary, sock)
     back.start()
     nginx.start()
-    yield nginx, back, root
+    yield nginx, back
     nginx.stop()
     back.stop()
 
 
-def blocks(seed, size):
-    """The app's stream, and its sha256 as it goes."""
-    digest = hashlib.sha256()
+def blocks(seed, size, digest):
+    """The app's stream, fed to `digest` (a hashlib object) as it goes."""
     for piece in stream_check.stream(seed, size):
         digest.update(piece)
         yield piece
-    blocks.digest = digest.hexdigest()
 
 
 class Upload:
@@ -121,22 +119,23 @@ class Upload:
 
 
 def test_1_gib_upload_checksummed_by_the_app_in_bounded_memory(site):
-    nginx, back, _ = site
+    nginx, back = site
     url = f"http://127.0.0.1:{nginx.port}"
     assert requests.get(url + "/nothing").status_code == 404  # the worker is up
     worker = worker_of(back.pid)
     worker_rss = vm(worker, "VmRSS")
     reset_peak(back.pid)
     reset_peak(worker)
-    r = requests.post(url + "/upload", data=Upload(blocks(7, GIB), GIB), timeout=300)
+    sent = hashlib.sha256()
+    r = requests.post(url + "/upload", data=Upload(blocks(7, GIB, sent), GIB), timeout=300)
     assert r.status_code == 200, r.text
-    assert r.text == f"{blocks.digest} {GIB}"
+    assert r.text == f"{sent.hexdigest()} {GIB}"
     assert vm(back.pid, "VmHWM") <= 16 * MIB, vm(back.pid, "VmHWM")
     assert vm(worker, "VmHWM") - worker_rss < 8 * MIB, (vm(worker, "VmHWM"), worker_rss)
 
 
 def test_1_gib_download_checksummed_by_the_client_in_bounded_memory(site):
-    nginx, back, _ = site
+    nginx, back = site
     url = f"http://127.0.0.1:{nginx.port}"
     worker = worker_of(back.pid)
     worker_rss = vm(worker, "VmRSS")
@@ -148,8 +147,9 @@ def test_1_gib_download_checksummed_by_the_client_in_bounded_memory(site):
         for piece in r.iter_content(1 << 20):
             got.update(piece)
             total += len(piece)
-    for _ in blocks(11, GIB):
+    want = hashlib.sha256()
+    for _ in blocks(11, GIB, want):
         pass
-    assert (got.hexdigest(), total) == (blocks.digest, GIB)
+    assert (got.hexdigest(), total) == (want.hexdigest(), GIB)
     assert vm(back.pid, "VmHWM") <= 16 * MIB, vm(back.pid, "VmHWM")
     assert vm(worker, "VmHWM") - worker_rss < 8 * MIB, (vm(worker, "VmHWM"), worker_rss)
