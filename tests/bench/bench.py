@@ -27,6 +27,11 @@ Sections (--only takes their names, comma-separated):
   cgi      4. one request as plain CGI vs wsgiref's CGIHandler vs bare import
   memory   5. the shim's RSS idle and during a 1 GiB upload and download
   size     7. the stripped static binary
+  placement
+           9. what decides c=1: a hand-off between two processes on one CPU
+           and across two; how often the scheduler runs each server on
+           nginx's CPU; hello world with wrk, nginx and the server all on
+           CPU 0 (fcgi-shim, uWSGI, the C responder)
 
 The benchmark reports; it asserts nothing about time. It exits non-zero
 only when a server could not be set up or answered wrongly.
@@ -59,7 +64,7 @@ SERVER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MODULES = Path("/usr/lib/apache2/modules")
 HELLO_BODY = b"Hello, world!\n"
 DJANGO_MARK = b"Hello from djsite"
-SECTIONS = ("hello", "django", "apache", "cgi", "memory", "size")
+SECTIONS = ("hello", "django", "apache", "cgi", "memory", "size", "placement")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -265,15 +270,31 @@ def wait_for_page(url, mark, timeout=90, alive_check=None, what=""):
     raise Setup(f"{what or url} did not answer 200 with {mark!r}: {last}")
 
 
-def wrk(url, conns, seconds):
+def on_cpus(cpus, cmd):
+    """cmd run on the CPUs listed in `cpus` ("0", "0,1"), or as it is."""
+    return ["taskset", "-c", cpus, *cmd] if cpus else cmd
+
+
+def wrk(url, conns, seconds, cpus=None, sample=None):
     """One wrk run (one thread, `conns` keep-alive connections to the web
-    server); returns report.lua's figures plus req_s."""
-    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "10s", "--latency",
-           "-s", str(BENCH / "report.lua"), url]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
-    line = next((ln for ln in reversed(out.stdout.splitlines()) if ln.startswith("{")), None)
-    if out.returncode != 0 or line is None:
-        raise Setup(f"wrk failed ({out.returncode}): {out.stdout}{out.stderr}")
+    server), on `cpus` if given, calling `sample()` about every 2 ms while
+    it runs if given; returns report.lua's figures plus req_s."""
+    cmd = on_cpus(cpus, ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "10s",
+                         "--latency", "-s", str(BENCH / "report.lua"), url])
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc:
+        deadline = time.monotonic() + seconds + 60
+        while sample and proc.poll() is None and time.monotonic() < deadline:
+            sample()
+            time.sleep(0.002)
+        try:
+            stdout, stderr = proc.communicate(timeout=max(deadline - time.monotonic(), 1))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise Setup(f"wrk did not end within {seconds + 60} s") from None
+    line = next((ln for ln in reversed(stdout.splitlines()) if ln.startswith("{")), None)
+    if proc.returncode != 0 or line is None:
+        raise Setup(f"wrk failed ({proc.returncode}): {stdout}{stderr}")
     r = json.loads(line)
     r["req_s"] = r["requests"] / (r["duration_us"] / 1e6)
     r["errors"] = sum(r[k] for k in r if k.startswith("err_"))
@@ -288,8 +309,9 @@ class Spawned:
     socket on fd 0, running as www-data. `spawn-fcgi -n` binds, then execs
     the server in its own process, so the Popen pid is the server's."""
 
-    def __init__(self, name, argv, env=None, cwd=None):
+    def __init__(self, name, argv, env=None, cwd=None, cpus=None):
         self.name = name
+        self.cpus = cpus  # taskset's list: the server and all it starts
         self.argv = [str(a) for a in argv]
         self.env = {"PATH": SERVER_PATH, **(env or {})}
         self.cwd = str(cwd or ROOT)
@@ -300,10 +322,11 @@ class Spawned:
     def start(self):
         self.sock.unlink(missing_ok=True)
         with open(self.logfile, "ab") as out:
-            self.proc = subprocess.Popen(
-                ["spawn-fcgi", "-n", "-s", str(self.sock), "-M", "0660",
-                 "-U", WWW_USER, "-G", WWW_USER, "-u", WWW_USER, "-g", WWW_USER,
-                 "--", *self.argv],
+            # taskset execs spawn-fcgi, which execs the server: one pid.
+            self.proc = subprocess.Popen(on_cpus(self.cpus, [
+                "spawn-fcgi", "-n", "-s", str(self.sock), "-M", "0660",
+                "-U", WWW_USER, "-G", WWW_USER, "-u", WWW_USER, "-g", WWW_USER,
+                "--", *self.argv]),
                 env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
                 stdout=out, stderr=out, start_new_session=True)
         return self
@@ -346,9 +369,11 @@ class Nginx:
     """A private nginx (master as root, one worker as www-data) with one
     `server` per backend, each on its own port of 127.0.0.1."""
 
-    def __init__(self, backends):
-        """backends: {name: extra directives for its location}."""
+    def __init__(self, backends, cpus=None):
+        """backends: {name: extra directives for its location}; cpus:
+        taskset's list for the master and its worker."""
         self.dir = ROOT / "nginx"
+        self.cpus = cpus
         self.ports = {name: free_port() for name in backends}
         self.backends = backends
         self.proc = None
@@ -419,7 +444,7 @@ http {{
         t = subprocess.run(base + ["-t", "-q"], env=env, capture_output=True, text=True)
         if t.returncode != 0:
             raise Setup(f"nginx -t refused {conf}:\n{t.stdout}{t.stderr}")
-        self.proc = subprocess.Popen(base + ["-g", "daemon off;"], env=env,
+        self.proc = subprocess.Popen(on_cpus(self.cpus, base + ["-g", "daemon off;"]), env=env,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 10
         port = next(iter(self.ports.values()))
@@ -636,6 +661,8 @@ class Bench:
         for name, flags in (("hello_fcgi", []), ("hello_fcgi_nl", ["-DNO_LINGER"])):
             subprocess.run(["gcc", "-O2", "-Wall", *flags, "-o", str(ROOT / "bin" / name),
                             str(BENCH / "hello_fcgi.c"), "-lfcgi"], check=True)
+        subprocess.run(["gcc", "-O2", "-Wall", "-o", str(ROOT / "bin" / "pipe_rtt"),
+                        str(BENCH / "pipe_rtt.c")], check=True)
         self.copy_django(ROOT / "djsite")
         (ROOT / "djdata").mkdir()
         chown_www(ROOT / "djdata")
@@ -674,13 +701,14 @@ class Bench:
 
     # -- measuring one server behind a web server --
 
-    def run_once(self, url, conns, pids_of):
-        """Warm-up, then one timed wrk run, with the CPU ticks and context
-        switches the server's processes spent over the timed run."""
-        wrk(url, conns, self.warm)
+    def run_once(self, url, conns, pids_of, cpus=None):
+        """Warm-up, then one timed wrk run (on `cpus` if given), with the
+        CPU ticks and context switches the server's processes spent over
+        the timed run."""
+        wrk(url, conns, self.warm, cpus)
         pids = pids_of()
         before = {p: (cpu_ticks(p), status(p)) for p in pids}
-        r = wrk(url, conns, self.secs)
+        r = wrk(url, conns, self.secs, cpus)
         after = {p: (cpu_ticks(p), status(p)) for p in pids if alive(p)}
         r["procs"] = {}
         for p in after:
@@ -1298,6 +1326,131 @@ print(statistics.median(rounds))
 
     # -- 7. size --
 
+    # -- 9. placement --
+
+    def placement_servers(self, prefix, cpus=None):
+        """fcgi-shim, uWSGI and the C responder for hello world, as in
+        section 1 but under their own names (and on `cpus` if given)."""
+        apps = ROOT / "apps"
+        shim_dir = self.site_dir(f"{prefix}-shim", self.toml("hello:application"))
+        uwsgi = ["/usr/bin/uwsgi", "--plugin", "python3", "--protocol", "fastcgi",
+                 "--processes", "1", "--threads", "1", "--virtualenv", VENV,
+                 "--chdir", apps, "--module", "hello:application", "--disable-logging"]
+        return [
+            ("fcgi-shim", Spawned(f"{prefix}-shim", [shim_dir / "mysite.fcgi"], cwd=shim_dir,
+                                  cpus=cpus)),
+            ("uWSGI", Spawned(f"{prefix}-uwsgi", uwsgi, cwd=apps, cpus=cpus)),
+            ("C libfcgi, no linger", Spawned(f"{prefix}-c-nl", [ROOT / "bin" / "hello_fcgi",
+                                                                "--no-linger"], cpus=cpus)),
+        ]
+
+    def start_behind_nginx(self, servers, cpus=None):
+        nginx = self.track(Nginx({s.name: "" for _, s in servers}, cpus).start())
+        for _, server in servers:
+            self.track(server.start())
+        for _, server in servers:
+            try:
+                wait_for_page(nginx.url(server.name), HELLO_BODY, alive_check=server.alive,
+                              what=server.name)
+            except Setup as e:
+                raise Setup(f"{e}\n{server.name} log:\n{server.tail()}") from None
+        return nginx
+
+    def section_placement(self):
+        """What decides c=1 behind nginx on this machine. At c=1 every hop
+        of a request (wrk -> nginx -> app -> nginx -> wrk) wakes a process
+        that sleeps; on the CPU the waker runs on that costs a context
+        switch, on the other CPU a cross-CPU wake-up. Measured: (a) a
+        hand-off between two processes both ways; (b) how often the
+        scheduler, left alone as in section 1, runs each server on nginx's
+        CPU; (c) the servers again with wrk, nginx and the server all on
+        CPU 0, where no hop crosses CPUs: what each costs per request, the
+        placement taken out."""
+        log("9. placement, c=1")
+        title = "9. placement, c=1"
+        if len(os.sched_getaffinity(0)) < 2:
+            raise Setup("section placement needs 2 CPUs")
+        rtt = {}
+        for where, (a, b) in (("one CPU", (0, 0)), ("two CPUs", (0, 1))):
+            out = subprocess.run([str(ROOT / "bin" / "pipe_rtt"), str(a), str(b)],
+                                 capture_output=True, text=True, timeout=300)
+            if out.returncode != 0:
+                raise Setup(f"pipe_rtt {a} {b} failed: {out.stderr}")
+            rtt[where] = float(out.stdout) / 1000
+            self.row(title, f"pipe round trip between two processes (two wake-ups), "
+                     f"the two on {where}", rtt[where], unit="µs", fmt="{:.1f}")
+        log(f"  pipe round trip: {rtt['one CPU']:.1f} µs on one CPU, "
+            f"{rtt['two CPUs']:.1f} µs across two")
+
+        # (b) Left to the scheduler: where each server's processes ran,
+        # against nginx's worker, sampled about every 2 ms during a c=1 run.
+        servers = self.placement_servers("place")
+        share = {}
+        nginx = self.start_behind_nginx(servers)
+        try:
+            workers = [p for p in tree(nginx.proc.pid) if p != nginx.proc.pid]
+            if len(workers) != 1:
+                raise Setup(f"expected one nginx worker, found {workers}")
+            for label, server in servers:
+                pids = server.pids()
+                seen = {"with": 0, "all": 0}
+
+                def sample(pids=pids, seen=seen):
+                    cpus = [last_cpu(p) for p in [workers[0], *pids]]
+                    if None not in cpus:
+                        seen["all"] += 1
+                        seen["with"] += all(c == cpus[0] for c in cpus[1:])
+
+                url = nginx.url(server.name)
+                wrk(url, 1, self.warm)
+                wrk(url, 1, self.secs, sample=sample)
+                share[label] = 100 * seen["with"] / max(seen["all"], 1)
+                log(f"    {label}: on nginx's CPU in {share[label]:.0f}% of "
+                    f"{seen['all']} samples")
+        finally:
+            for _, server in servers:
+                self.stop(server)
+            self.stop(nginx)
+        for label in ("uWSGI", "C libfcgi, no linger"):
+            self.row(title, "samples with every process of the server on nginx's CPU "
+                     "(unpinned, as in 1.; fcgi-shim: the shim and its worker)",
+                     f"{share['fcgi-shim']:.1f} %", label, f"{share[label]:.1f} %")
+
+        # (c) Everything on CPU 0: the shim finds one CPU allowed and leaves
+        # placement alone (affinity.rs); its worker inherits the binding.
+        servers = self.placement_servers("cpu0", cpus="0")
+        runs = {label: [] for label, _ in servers}
+        nginx = self.start_behind_nginx(servers, cpus="0")
+        try:
+            for rnd in range(self.rounds):
+                for label, server in (servers if rnd % 2 == 0 else servers[::-1]):
+                    runs[label].append(self.run_once(nginx.url(server.name), 1, server.pids,
+                                                     cpus="0"))
+            results = {label: self.combine(r) for label, r in runs.items()}
+            for label, r in results.items():
+                self.log_figures(f"{label} (all on CPU 0)", 1, r)
+            shim_pid = dict(servers)["fcgi-shim"].pid
+        finally:
+            for _, server in servers:
+                self.stop(server)
+            self.stop(nginx)
+        shim = results["fcgi-shim"]
+        self.chart["9. wrk, nginx and the server all on CPU 0"] = {
+            label: {"c=1": r["req_s"]} for label, r in results.items()}
+        for label, r in results.items():
+            if label != "fcgi-shim":
+                self.row(title, "req/s, wrk + nginx + server all on CPU 0", shim["req_s"],
+                         label, r["req_s"])
+        for label, r in results.items():
+            if label != "fcgi-shim":
+                self.row(title, "server CPU per request, all its processes, all on CPU 0",
+                         shim["cpu_us_all"], label, r["cpu_us_all"], unit="µs", fmt="{:.1f}")
+        own = shim["procs"].get(shim_pid, {}).get("cpu_us")
+        rest = shim["cpu_us_all"] - (own or 0)
+        if own is not None:
+            self.row(title, "fcgi-shim's CPU per request, all on CPU 0: the shim / its "
+                     "Python worker", f"{own:.1f} µs / {rest:.1f} µs")
+
     def section_size(self):
         log("7. size")
         stripped = ROOT / "bin" / "fcgi-shim.stripped"
@@ -1313,6 +1466,15 @@ print(statistics.median(rounds))
                  fmt="{:.3f}", target="≤ 1 MiB", met=size <= 1 << 20)
         self.size = size
         log(f"  {size} bytes ({file_out})")
+
+
+def last_cpu(pid):
+    """The CPU pid last ran on (/proc/PID/stat field 39); None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[36])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def write_module(path, text):
@@ -1634,7 +1796,7 @@ def main():
         return 1
 
     order = {s: i for i, s in enumerate(
-        ["1.", "2.", "3.", "4.", "5.", "6.", "7.", "8."])}
+        ["1.", "2.", "3.", "4.", "5.", "6.", "7.", "8.", "9."])}
     rows = sorted(bench.rows, key=lambda r: order.get(r[0][:2], 99))  # stable within a section
     table = markdown_table(rows)
     v = versions()
@@ -1707,6 +1869,13 @@ Notes:
   /version/ (sent back to back) first answers the new text: the shim notices the new mtime,
   starts a new Python worker and imports Django before it answers. The seed's flup script is
   given the same edit and touch: mod_fcgid never looks at mtime.
+- Placement (9.): tests/bench/pipe_rtt.c passes one byte back and forth between two
+  processes over two pipes, pinned to one CPU or to two (mean of 18000 round trips after
+  2000 to warm up). The share of samples: /proc/PID/stat's CPU field of nginx's worker and
+  of the server's processes, read about every 2 ms during a c=1 run of section 1's kind (the
+  sampler's own CPU use is small but not nil). "All on CPU 0": nginx, the server (started
+  under taskset, so the shim finds one CPU allowed and leaves placement alone) and wrk on
+  CPU 0; the figures as in section 1.
 """
     if bench.warnings:
         notes += "\nWarnings (requests that failed; their figures above include them):\n\n"
