@@ -18,8 +18,12 @@ A FrontedSite is the same web root served by lighttpd or nginx instead
 (configs made from shim-templates/, in <site>/lt/ or <site>/nx/), with
 mysite.fcgi spawned by lighttpd (bin-path) or started beside the server by
 spawn-fcgi or `mysite.fcgi runfcgi` on a socket in <site>/s/.
+
+At the end, the site's own user: a local user who is not www-data, and the
+shipped templates' runfcgi start lines run as that user (UserRunFcgi).
 """
 
+import grp
 import os
 import pwd
 import re
@@ -1296,3 +1300,91 @@ def fcgi_get(host, port, path, source=None, timeout=10):
     if not ended:
         raise AssertionError(f"FastCGI reply without END_REQUEST: {data[:500]!r}")
     return stdout
+
+
+# --- the site's own user (runfcgi started by the site's owner) -------------
+
+SITE_USER = "fcgishim-site"
+# The template's own line, exactly; the test without it drops " umask=000".
+UMASK = " umask=000"
+
+
+def site_user():
+    """(uid, gid) of a local user that is not www-data and not in its
+    group: the site's owner on a shared machine. Created once (as root)."""
+    try:
+        pw = pwd.getpwnam(SITE_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
+                        "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
+                        SITE_USER], check=True, capture_output=True)
+        pw = pwd.getpwnam(SITE_USER)
+    _, www_gid = www_ids()
+    assert pw.pw_uid != www_ids()[0] and pw.pw_gid != www_gid
+    assert SITE_USER not in grp.getgrgid(www_gid).gr_mem
+    return pw.pw_uid, pw.pw_gid
+
+
+def start_lines(template):
+    """The shell lines under "Start the app first" in a shipped template:
+    from `cd /home/user/public_html` on, while a line continues with a
+    backslash (so a `FOO=bar \\` prefix comes with its command)."""
+    text = from_template(template, [])
+    lines = text.splitlines()
+    i = lines.index("#   cd /home/user/public_html")
+    out = [lines[i][4:]]
+    j = i + 1
+    out.append(lines[j][4:])
+    while out[-1].endswith("\\"):
+        j += 1
+        out.append(lines[j][4:])
+    return "\n".join(out)
+
+
+class UserRunFcgi:
+    """A template's start line run with /bin/sh as the site's user (not
+    www-data), daemonizing; stopped with kill `cat pidfile`."""
+
+    def __init__(self, command, pidfile, log, uid, gid):
+        self.command = command
+        self.pidfile = pidfile
+        self.log = log
+        self.uid, self.gid = uid, gid
+        self.pid = None
+
+    def start(self):
+        with open(self.log, "ab") as out:
+            out.write(f"$ {self.command}\n".encode())
+            out.flush()
+            rc = subprocess.run(["/bin/sh", "-c", self.command], env=SERVER_ENV,
+                                user=self.uid, group=self.gid, extra_groups=[],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                timeout=60).returncode
+        if rc != 0:
+            raise RuntimeError(f"{self.command!r} exited {rc}:\n{tail(self.log)}")
+        self.pid = int(self.pidfile.read_text())
+        assert alive(self.pid)
+
+    def stop(self):
+        if self.pid is None:
+            return True
+        clean = stop_process(self.pid, signal.SIGTERM, timeout=10)
+        self.pid = None
+        return clean
+
+    def report(self):
+        return [(f"runfcgi output {self.log}", tail(self.log))]
+
+
+def private_sockdir(site, uid):
+    """The socket's directory as the templates advise: the site's user and
+    the web server's group only (mode 0750)."""
+    _, www_gid = www_ids()
+    os.chown(site.sockdir, uid, www_gid)
+    os.chmod(site.sockdir, 0o750)
+    # runfcgi writes site.toml's log_file as the site's user.
+    os.chown(site.logdir, uid, -1)
+
+
+def owner_of(pid):
+    return os.stat(f"/proc/{pid}").st_uid

@@ -7,7 +7,8 @@ Django: the admin login (CSRF cookie and token, session cookie, redirect
 back to the admin), reverse() and {% static %} without "mysite.fcgi",
 static files served by the web server, Django's own 404 page.
 Flask: url_for() without "mysite.fcgi", a 10 MiB upload hashed by the app,
-the Authorization header.
+the Authorization header. Private files (PRIVATE, PUBLIC): refused and
+served as the shipped rules say, in a probe site (private_site, probe).
 """
 
 import hashlib
@@ -211,6 +212,16 @@ PUBLIC = [
 ]
 
 
+# A probe app: what the app sees of a request (private_site's app).
+PROBE = """\
+def application(environ, start_response):
+    lines = ["probe"] + ["%s=%s" % (k, environ[k]) for k in
+                         ("SCRIPT_NAME", "PATH_INFO", "HTTP_AUTHORIZATION") if k in environ]
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [("\\n".join(lines) + "\\n").encode("latin-1")]
+"""
+
+
 def place_private_files(folder):
     """PRIVATE and PUBLIC in `folder`, readable by everyone, so that only
     the web server's rules can refuse them."""
@@ -247,3 +258,22 @@ def private_files_refused(site):
     private_refused_public_served."""
     place_private_files(site.dir)
     private_refused_public_served(site)
+
+
+def private_site(make_site, htaccess, mount="", modules=None, name=None):
+    """A probe app behind `htaccess`, with PRIVATE and PUBLIC placed in its
+    folder, readable by everyone (so that only the rules can refuse them)."""
+    site = make_site("wsgi", htaccess=htaccess, mount=mount, apache_modules=modules,
+                     name=name)
+    (site.app / "probe.py").write_text(PROBE)
+    site.write_config(wsgi_app="probe:application")
+    place_private_files(site.dir)
+    return site
+
+
+def probe(site, path, **kw):
+    """The app's SCRIPT_NAME, PATH_INFO (and HTTP_AUTHORIZATION if sent)."""
+    r = site.get(path, **kw)
+    assert r.status_code == 200, (path, r.status_code, r.text[:300])
+    assert r.text.startswith("probe\n"), (path, r.text[:300])
+    return dict(line.split("=", 1) for line in r.text.splitlines()[1:])

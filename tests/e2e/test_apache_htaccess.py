@@ -11,7 +11,7 @@ The deny rules are tested as Apache 2.4 runs them and, with the files'
 import pytest
 
 from e2e_harness import APACHE_MODULES, HTACCESS, MODULES, REPO, start_site
-from site_checks import PRIVATE, place_private_files, private_refused_public_served
+from site_checks import PRIVATE, private_refused_public_served, private_site, probe
 
 TOKEN = "Token 9944b09199c62bcf9418ad846dd0e4bb"
 
@@ -84,14 +84,6 @@ def test_shipped_htaccess_serves_static_files_itself(make_site):
 
 # --- private files in the web root ------------------------------------------
 
-PROBE = """\
-def application(environ, start_response):
-    lines = ["probe"] + ["%s=%s" % (k, environ[k]) for k in
-                         ("SCRIPT_NAME", "PATH_INFO", "HTTP_AUTHORIZATION") if k in environ]
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [("\\n".join(lines) + "\\n").encode("latin-1")]
-"""
-
 def swap_guards(text):
     """The file as Apache 2.2 would read it: what is guarded for 2.4
     (<IfModule mod_authz_core.c>) is skipped, what is guarded for 2.2 is
@@ -108,25 +100,6 @@ def as_fcgid(name, text):
     line = "AddHandler fastcgi-script .fcgi\n"
     assert text.count(line) == 1, "fastcgi.htaccess: expected one mod_fastcgi handler line"
     return text.replace(line, "AddHandler fcgid-script .fcgi\n")
-
-
-def private_site(make_site, htaccess, mount="", modules=None, name=None):
-    """A probe app behind `htaccess`, with PRIVATE and PUBLIC placed in its
-    folder, readable by everyone (so that only the rules can refuse them)."""
-    site = make_site("wsgi", htaccess=htaccess, mount=mount, apache_modules=modules,
-                     name=name)
-    (site.app / "probe.py").write_text(PROBE)
-    site.write_config(wsgi_app="probe:application")
-    place_private_files(site.dir)
-    return site
-
-
-def probe(site, path, **kw):
-    """The app's SCRIPT_NAME, PATH_INFO (and HTTP_AUTHORIZATION if sent)."""
-    r = site.get(path, **kw)
-    assert r.status_code == 200, (path, r.status_code, r.text[:300])
-    assert r.text.startswith("probe\n"), (path, r.text[:300])
-    return dict(line.split("=", 1) for line in r.text.splitlines()[1:])
 
 
 ALL_FOUR = [

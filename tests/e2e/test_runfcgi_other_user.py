@@ -12,11 +12,9 @@ socket rwxrwxrwx; the socket's directory (owner: the site's user, group
 www-data, mode 0750) keeps every other local user out.
 """
 
-import grp
 import os
 import pwd
 import re
-import signal
 import stat
 import subprocess
 import time
@@ -25,100 +23,22 @@ import pytest
 
 from e2e_harness import (
     SERVER_ENV,
+    UMASK,
     VENV,
     WWW_USER,
     FrontedSite,
     Lighttpd,
+    UserRunFcgi,
     alive,
     apache_proxy_fcgi,
     from_template,
+    owner_of,
+    private_sockdir,
     processes_referring_to,
-    stop_process,
+    site_user,
+    start_lines,
     tail,
-    www_ids,
 )
-
-SITE_USER = "fcgishim-site"
-# The template's own line, exactly; the test without it drops " umask=000".
-UMASK = " umask=000"
-
-
-def site_user():
-    """(uid, gid) of a local user that is not www-data and not in its
-    group: the site's owner on a shared machine. Created once (as root)."""
-    try:
-        pw = pwd.getpwnam(SITE_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
-                        "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
-                        SITE_USER], check=True, capture_output=True)
-        pw = pwd.getpwnam(SITE_USER)
-    _, www_gid = www_ids()
-    assert pw.pw_uid != www_ids()[0] and pw.pw_gid != www_gid
-    assert SITE_USER not in grp.getgrgid(www_gid).gr_mem
-    return pw.pw_uid, pw.pw_gid
-
-
-def start_lines(template):
-    """The shell lines under "Start the app first" in a shipped template:
-    from `cd /home/user/public_html` on, while a line continues with a
-    backslash (so a `FOO=bar \\` prefix comes with its command)."""
-    text = from_template(template, [])
-    lines = text.splitlines()
-    i = lines.index("#   cd /home/user/public_html")
-    out = [lines[i][4:]]
-    j = i + 1
-    out.append(lines[j][4:])
-    while out[-1].endswith("\\"):
-        j += 1
-        out.append(lines[j][4:])
-    return "\n".join(out)
-
-
-class UserRunFcgi:
-    """A template's start line run with /bin/sh as the site's user (not
-    www-data), daemonizing; stopped with kill `cat pidfile`."""
-
-    def __init__(self, command, pidfile, log, uid, gid):
-        self.command = command
-        self.pidfile = pidfile
-        self.log = log
-        self.uid, self.gid = uid, gid
-        self.pid = None
-
-    def start(self):
-        with open(self.log, "ab") as out:
-            out.write(f"$ {self.command}\n".encode())
-            out.flush()
-            rc = subprocess.run(["/bin/sh", "-c", self.command], env=SERVER_ENV,
-                                user=self.uid, group=self.gid, extra_groups=[],
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                timeout=60).returncode
-        if rc != 0:
-            raise RuntimeError(f"{self.command!r} exited {rc}:\n{tail(self.log)}")
-        self.pid = int(self.pidfile.read_text())
-        assert alive(self.pid)
-
-    def stop(self):
-        if self.pid is None:
-            return True
-        clean = stop_process(self.pid, signal.SIGTERM, timeout=10)
-        self.pid = None
-        return clean
-
-    def report(self):
-        return [(f"runfcgi output {self.log}", tail(self.log))]
-
-
-def private_sockdir(site, uid):
-    """The socket's directory as the templates advise: the site's user and
-    the web server's group only (mode 0750)."""
-    _, www_gid = www_ids()
-    os.chown(site.sockdir, uid, www_gid)
-    os.chmod(site.sockdir, 0o750)
-    # runfcgi writes site.toml's log_file as the site's user.
-    os.chown(site.logdir, uid, -1)
-
 
 def template_start(site, template, uid, gid, umask=True):
     line = start_lines(template)
@@ -130,10 +50,6 @@ def template_start(site, template, uid, gid, umask=True):
             .replace("/home/user/mysite.pid", str(site.sockdir / "mysite.pid")))
     assert "/home/user" not in line, line
     return UserRunFcgi(line, site.sockdir / "mysite.pid", site.root / "runfcgi.log", uid, gid)
-
-
-def owner_of(pid):
-    return os.stat(f"/proc/{pid}").st_uid
 
 
 def connect_as(user, path):

@@ -18,22 +18,20 @@ import os
 import time
 
 from e2e_harness import (
+    VENV,
     FrontedSite,
     Lighttpd,
-    VENV,
+    UserRunFcgi,
     free_port,
     from_template,
-    processes_referring_to,
-    render_toml,
-    wait_for_port,
-    www_ids,
-)
-from test_runfcgi_other_user import (
-    UserRunFcgi,
     owner_of,
     private_sockdir,
+    processes_referring_to,
+    render_toml,
     site_user,
     start_lines,
+    wait_for_port,
+    www_ids,
 )
 
 

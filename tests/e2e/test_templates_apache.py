@@ -14,8 +14,7 @@ import pytest
 
 from e2e_harness import APACHE_MODULES, MODULES, TEMPLATES, Apache, free_port, from_template, \
     start_site
-from site_checks import private_refused_public_served
-from test_apache_htaccess import private_site, probe
+from site_checks import private_refused_public_served, private_site, probe
 
 TOKEN = "Bearer 0123456789abcdef"
 MEDIA = "/home/user/python/django/contrib/admin/media"

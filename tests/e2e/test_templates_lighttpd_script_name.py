@@ -9,7 +9,7 @@ If lighttpd (or fcgi-shim) stops needing the setting, the first test fails:
 then the three texts must change too."""
 
 from e2e_harness import FrontedSite, lighttpd_bin_path, start_site
-from test_apache_htaccess import PROBE, probe
+from site_checks import PROBE, probe
 
 ENTRY = '"/mysite.fcgi" => (('
 REWRITE = 'url.rewrite-if-not-file = ( "^(/.*)$" => "/mysite.fcgi$1" )\n'
