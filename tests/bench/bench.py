@@ -270,6 +270,14 @@ def wait_for_page(url, mark, timeout=90, alive_check=None, what=""):
     raise Setup(f"{what or url} did not answer 200 with {mark!r}: {last}")
 
 
+def uwsgi_argv(chdir, module):
+    """uWSGI as every section runs it: FastCGI on the socket it inherits on
+    fd 0, one process, one thread, the benchmark's venv."""
+    return ["/usr/bin/uwsgi", "--plugin", "python3", "--protocol", "fastcgi",
+            "--processes", "1", "--threads", "1", "--virtualenv", VENV,
+            "--chdir", chdir, "--module", module, "--disable-logging"]
+
+
 def on_cpus(cpus, cmd):
     """cmd run on the CPUs listed in `cpus` ("0", "0,1"), or as it is."""
     return ["taskset", "-c", cpus, *cmd] if cpus else cmd
@@ -770,9 +778,7 @@ class Bench:
     def hello_servers(self):
         apps = ROOT / "apps"
         shim_dir = self.site_dir("hello", self.toml("hello:application"))
-        uwsgi = ["/usr/bin/uwsgi", "--plugin", "python3", "--protocol", "fastcgi",
-                 "--processes", "1", "--threads", "1", "--virtualenv", VENV,
-                 "--chdir", apps, "--module", "hello:application", "--disable-logging"]
+        uwsgi = uwsgi_argv(apps, "hello:application")
         return [
             ("fcgi-shim", Spawned("hello-shim", [shim_dir / "mysite.fcgi"], cwd=shim_dir)),
             ("flup fcgi_single", Spawned("hello-flup1", [
@@ -789,10 +795,7 @@ class Bench:
         proj = ROOT / "djsite"
         shim_dir = self.site_dir("django", self.toml(django_project=proj))
         env = self.django_env()
-        uwsgi = ["/usr/bin/uwsgi", "--plugin", "python3", "--protocol", "fastcgi",
-                 "--processes", "1", "--threads", "1", "--virtualenv", VENV,
-                 "--chdir", proj, "--module", "mysite.wsgi:application",
-                 "--disable-logging"]
+        uwsgi = uwsgi_argv(proj, "mysite.wsgi:application")
         return [
             ("fcgi-shim", Spawned("dj-shim", [shim_dir / "mysite.fcgi"], cwd=shim_dir)),
             ("flup fcgi_single", Spawned("dj-flup1", [
@@ -1333,9 +1336,7 @@ print(statistics.median(rounds))
         section 1 but under their own names (and on `cpus` if given)."""
         apps = ROOT / "apps"
         shim_dir = self.site_dir(f"{prefix}-shim", self.toml("hello:application"))
-        uwsgi = ["/usr/bin/uwsgi", "--plugin", "python3", "--protocol", "fastcgi",
-                 "--processes", "1", "--threads", "1", "--virtualenv", VENV,
-                 "--chdir", apps, "--module", "hello:application", "--disable-logging"]
+        uwsgi = uwsgi_argv(apps, "hello:application")
         return [
             ("fcgi-shim", Spawned(f"{prefix}-shim", [shim_dir / "mysite.fcgi"], cwd=shim_dir,
                                   cpus=cpus)),
