@@ -322,20 +322,12 @@ impl App {
                     self.worker = Some(w);
                 }
                 Err(e) => {
-                    if let StartError::Import(tb) = &e {
-                        for line in tb.lines() {
+                    if let StartError::Import { traceback, .. } = &e {
+                        for line in traceback.lines() {
                             crate::error!("app: {line}");
                         }
                     }
-                    let app = site
-                        .wsgi_app
-                        .as_deref()
-                        .or(site.settings_module.as_deref())
-                        .unwrap_or("?");
-                    let msg = format!(
-                        "cannot load the app {app} from {}: {e}",
-                        site.file.display()
-                    );
+                    let msg = crate::worker::load_error(site, &e);
                     if self.run_once {
                         crate::error!("{msg}; answering 500");
                     } else {

@@ -19,7 +19,7 @@ use std::borrow::Cow;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
 use std::time::Duration;
 
 use crate::app::{self, Buffers};
@@ -204,7 +204,7 @@ fn check(script: PathBuf, args: &[String]) -> i32 {
     let w = match Worker::start(&site, false, 1) {
         Ok(w) => w,
         Err(e) => {
-            import_failed(&mut r, &site, &python, &script, &e);
+            import_failed(&mut r, &site, &script, &e);
             return r.finish();
         }
     };
@@ -218,111 +218,26 @@ fn check(script: PathBuf, args: &[String]) -> i32 {
 }
 
 /// The report of an app that did not load: the interpreter's version and
-/// sys.path, the app's output, and the traceback, all on stdout.
-fn import_failed(r: &mut Report, site: &Site, python: &Path, script: &Path, e: &StartError) {
-    // The worker reports its version and sys.path only once the app is
-    // imported: ask the interpreter itself, set up as the worker sets up.
-    match python_facts(python, site) {
-        Ok(f) => {
-            r.line("python", &f.version);
-            r.line("sys.executable", &f.executable);
-            r.lines("sys.path", &f.sys_path);
-        }
-        Err(why) => r.line("sys.path", format!("(unknown: {why})")),
+/// sys.path as the worker had them, the app's output, and the traceback,
+/// all on stdout.
+fn import_failed(r: &mut Report, site: &Site, script: &Path, e: &StartError) {
+    if let StartError::Import { traceback, facts } = e {
+        r.line("python", &facts.python);
+        r.line("sys.executable", &facts.executable);
+        r.lines("sys.path", &facts.sys_path);
+        r.log();
+        r.lines("traceback", traceback.lines());
+    } else {
+        r.log();
     }
-    r.log();
-    if let StartError::Import(tb) = e {
-        r.lines("traceback", tb.lines());
-    }
-    let app = site
-        .wsgi_app
-        .as_deref()
-        .or(site.settings_module.as_deref())
-        .unwrap_or("?");
     let name = script
         .file_name()
         .map_or("mysite.fcgi".into(), |n| n.to_string_lossy());
     r.problem(format!(
-        "cannot load the app {app} from {}: {e}; fix it and run check again, then \
-         `touch {name}` so that the running site reloads",
-        site.file.display()
+        "{}; fix it and run check again, then `touch {name}` so that the running site \
+         reloads",
+        worker::load_error(site, e)
     ));
-}
-
-/// What `python_facts` asks: sys.path as the worker makes it before it
-/// imports the app (the site's search_path in front, without the "" of -c).
-const FACTS: &str = "import os, sys
-if sys.path and sys.path[0] == '':
-    del sys.path[0]
-sys.path[0:0] = sys.argv[1:]
-out = [sys.version.split()[0], sys.executable or ''] + sys.path
-sys.stdout.buffer.write(b'\\n'.join(os.fsencode(x) for x in out))
-";
-
-struct Facts {
-    version: String,
-    executable: String,
-    sys_path: Vec<String>,
-}
-
-/// Runs the site's interpreter with the worker's environment, directory
-/// and search path, for its version and sys.path.
-fn python_facts(python: &Path, site: &Site) -> Result<Facts, String> {
-    let mut cmd = Command::new(python);
-    cmd.arg("-c")
-        .arg(FACTS)
-        .args(&site.search_path)
-        .env_remove("FCGI_SHIM_REEXEC")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(s) = &site.settings_module {
-        cmd.env("DJANGO_SETTINGS_MODULE", s);
-    }
-    for (k, v) in &site.env {
-        cmd.env(k, v);
-    }
-    if let Some(dir) = site.file.parent() {
-        cmd.current_dir(dir);
-    }
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
-    let pid = child.id() as libc::pid_t;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output()); // dropped: the receiver gave up
-    });
-    // Bounded: an interpreter that hangs at start (a sitecustomize waiting
-    // for something) must not hang check.
-    let out = match rx.recv_timeout(Duration::from_secs(10)) {
-        Ok(out) => out.map_err(|e| format!("{}: {e}", python.display()))?,
-        Err(_) => {
-            // SAFETY: pid is our child, not yet reaped: the thread that would
-            // reap it is still waiting. kill has no memory effects.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            // Dropped: only the reaping matters now, and a grandchild that
-            // holds the pipes open must not hang check either.
-            let _ = rx.recv_timeout(Duration::from_secs(1));
-            return Err(format!("{} did not answer within 10 s", python.display()));
-        }
-    };
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(format!(
-            "{} failed ({}): {}",
-            python.display(),
-            out.status,
-            err.trim().lines().last().unwrap_or("")
-        ));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut lines = text.split('\n').map(str::to_owned);
-    Ok(Facts {
-        version: lines.next().unwrap_or_default(),
-        executable: lines.next().unwrap_or_default(),
-        sys_path: lines.collect(),
-    })
 }
 
 /// Sends `GET path` to the worker and reports the answer.

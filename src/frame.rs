@@ -39,8 +39,9 @@
 //! Worker to shim:
 //! - `K` ready, once after `C`: `pairs` with `python` (version), `executable`,
 //!   `sys_path` (entries joined by "\n"), `import_ms`.
-//! - `F` failed to load the app, once after `C` instead of `K`: payload is the
-//!   traceback (UTF-8); the worker then exits.
+//! - `F` failed to load the app, once after `C` instead of `K`: `pairs` with
+//!   `python`, `executable` and `sys_path` as in `K`, and `traceback` (UTF-8);
+//!   the worker then exits.
 //! - `G` get input: `max:u32`, the most bytes wanted.
 //! - `O` output: response bytes, at most [`MAX_OUTPUT`] per frame. The first
 //!   output of a response begins with the CGI header block

@@ -199,6 +199,20 @@ pub fn stamp(path: &std::path::Path) -> Option<Stamp> {
     })
 }
 
+/// access(2): Ok when this process may use `path` as `mode` says
+/// (`libc::X_OK`, `libc::W_OK | libc::X_OK`, ...).
+pub fn access(path: &std::path::Path, mode: libc::c_int) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: c is a valid NUL-terminated path; access has no memory effects.
+    if unsafe { libc::access(c.as_ptr(), mode) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 pub fn getpid() -> u32 {
     std::process::id()
 }

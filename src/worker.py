@@ -215,6 +215,16 @@ def _pack_pairs(pairs):
     return _U32.pack(len(pairs)) + lens + b"".join(flat)
 
 
+def _facts():
+    """What K and F report: the interpreter and its sys.path, as they are
+    after the app's import (or its failure)."""
+    return [
+        (b"python", sys.version.split()[0].encode()),
+        (b"executable", os.fsencode(sys.executable or "")),
+        (b"sys_path", os.fsencode("\n".join(sys.path))),
+    ]
+
+
 def _format_exc():
     """traceback.format_exc(), imported when first needed (~3 ms at start)."""
     import traceback
@@ -681,21 +691,17 @@ def _load(chan, rid, payload):
         _flush_stdio()
         text = _format_exc().encode("utf-8", "backslashreplace")
         # Keep the end of an oversized traceback: it names the error.
-        text = text[-(MAX_FROM_WORKER - 7) :].decode("utf-8", "ignore").encode("utf-8")
-        chan.write(_HEADER.pack(_F, rid, len(text)) + text)
+        facts = _facts()
+        room = MAX_FROM_WORKER - 7 - len(_pack_pairs(facts + [(b"traceback", b"")]))
+        text = text[-room:].decode("utf-8", "ignore").encode("utf-8")
+        failed = _pack_pairs(facts + [(b"traceback", text)])
+        chan.write(_HEADER.pack(_F, rid, len(failed)) + failed)
         # os._exit: threads or atexit hooks of a half-imported app must not
         # hang the exit or change its status.
         os._exit(3)
     import_ms = round((time.perf_counter() - started) * 1000)
     _flush_stdio()
-    ready = _pack_pairs(
-        [
-            (b"python", sys.version.split()[0].encode()),
-            (b"executable", os.fsencode(sys.executable or "")),
-            (b"sys_path", os.fsencode("\n".join(sys.path))),
-            (b"import_ms", str(import_ms).encode()),
-        ]
-    )
+    ready = _pack_pairs(_facts() + [(b"import_ms", str(import_ms).encode())])
     chan.write(_HEADER.pack(_K, rid, len(ready)) + ready)
     return app, base_environ(run_once, threads > 1), threads
 

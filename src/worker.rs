@@ -81,7 +81,8 @@ fn code_cache() -> Option<&'static std::ffi::OsStr> {
         .map(Path::as_os_str)
 }
 
-/// What the worker reported once the app was imported.
+/// What the worker reported once the app was imported (`import_ms` is
+/// empty when it failed to import: see [`StartError::Import`]).
 #[derive(Clone, Debug, Default)]
 pub struct Ready {
     pub python: String,
@@ -94,8 +95,12 @@ pub struct Ready {
 pub enum StartError {
     /// No interpreter, or it could not be run.
     Spawn(String),
-    /// The app failed to import; the traceback is in the log.
-    Import(String),
+    /// The app failed to import: its traceback, and the interpreter and
+    /// sys.path it failed with.
+    Import {
+        traceback: String,
+        facts: Ready,
+    },
     /// The interpreter ended before it reported.
     Died(String),
     TimedOut(Duration),
@@ -107,7 +112,9 @@ impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StartError::Spawn(m) => write!(f, "{m}"),
-            StartError::Import(_) => write!(f, "the app failed to import (traceback above)"),
+            StartError::Import { .. } => {
+                write!(f, "the app failed to import (traceback above)")
+            }
             StartError::Died(how) => write!(f, "the Python worker {how} before the app was loaded"),
             StartError::TimedOut(d) => write!(
                 f,
@@ -249,13 +256,42 @@ pub fn working_dir(site: &Site) -> Option<&Path> {
         .or(site.file.parent())
 }
 
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
-        return false;
+/// "cannot load the app NAME from SITE.TOML: why", for the log and `check`.
+pub fn load_error(site: &Site, e: &StartError) -> String {
+    let app = site
+        .wsgi_app
+        .as_deref()
+        .or(site.settings_module.as_deref())
+        .unwrap_or("?");
+    format!(
+        "cannot load the app {app} from {}: {e}",
+        site.file.display()
+    )
+}
+
+/// The pairs of a `K` or `F` frame: what the interpreter reported, and the
+/// traceback (empty in `K`). None when they do not decode.
+fn reported(payload: &[u8]) -> Option<(Ready, String)> {
+    let (pairs, _) = frame::decode_pairs(payload)?;
+    let get = |k: &[u8]| {
+        pairs
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map_or(String::new(), |(_, v)| {
+                String::from_utf8_lossy(v).into_owned()
+            })
     };
-    // SAFETY: c is a valid NUL-terminated path.
-    p.is_file() && unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0
+    let ready = Ready {
+        python: get(b"python"),
+        executable: get(b"executable"),
+        sys_path: get(b"sys_path").lines().map(str::to_owned).collect(),
+        import_ms: get(b"import_ms"),
+    };
+    Some((ready, get(b"traceback")))
+}
+
+fn is_executable(p: &Path) -> bool {
+    p.is_file() && sys::access(p, libc::X_OK).is_ok()
 }
 
 impl Worker {
@@ -421,34 +457,20 @@ impl Worker {
         }
         loop {
             match self.next(deadline) {
-                Ok(Event::Frame(h)) if h.kind == frame::READY => {
-                    let r = frame::decode_pairs(self.payload(h)).map(|(pairs, _)| {
-                        let get = |k: &[u8]| {
-                            pairs
-                                .iter()
-                                .find(|(n, _)| *n == k)
-                                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-                        };
-                        Ready {
-                            python: get(b"python").unwrap_or_default(),
-                            executable: get(b"executable").unwrap_or_default(),
-                            sys_path: get(b"sys_path")
-                                .unwrap_or_default()
-                                .lines()
-                                .map(str::to_owned)
-                                .collect(),
-                            import_ms: get(b"import_ms").unwrap_or_default(),
-                        }
-                    });
+                Ok(Event::Frame(h)) if h.kind == frame::READY || h.kind == frame::FAILED => {
+                    let reported = reported(self.payload(h));
                     self.consume(h);
-                    self.ready =
-                        r.ok_or_else(|| StartError::Died("sent a garbled ready frame".into()))?;
+                    let Some((facts, traceback)) = reported else {
+                        return Err(StartError::Died(format!(
+                            "sent a garbled {:?} frame",
+                            h.kind as char
+                        )));
+                    };
+                    if h.kind == frame::FAILED {
+                        return Err(StartError::Import { traceback, facts });
+                    }
+                    self.ready = facts;
                     return Ok(());
-                }
-                Ok(Event::Frame(h)) if h.kind == frame::FAILED => {
-                    let tb = String::from_utf8_lossy(self.payload(h)).into_owned();
-                    self.consume(h);
-                    return Err(StartError::Import(tb));
                 }
                 Ok(Event::Frame(h)) => {
                     return Err(StartError::Died(format!(

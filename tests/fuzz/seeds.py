@@ -263,7 +263,10 @@ def frame_seeds():
     ready = frame(b"K", 0, fpairs([("python", "3.11.7"), ("executable", "/usr/bin/python3"),
                                    ("sys_path", "/home/u/myproject\n/usr/lib/python3.11"),
                                    ("import_ms", "412")]))
-    failed = frame(b"F", 0, b"Traceback (most recent call last):\n  ...\nImportError: no app\n")
+    failed = frame(b"F", 0, fpairs([("python", "3.11.7"), ("executable", "/usr/bin/python3"),
+                                    ("sys_path", "/home/u/myproject\n/usr/lib/python3.11"),
+                                    ("traceback", "Traceback (most recent call last):\n  ...\n"
+                                                  "ImportError: no app\n")]))
     req = request_frame(1, GET, BODY[:20], 1)
     get_input = frame(b"G", 1, struct.pack("<I", 65536))
     out = frame(b"O", 1, b"Status: 200 OK\r\nContent-Type: text/html\r\n\r\n<p>hi</p>")

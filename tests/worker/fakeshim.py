@@ -264,6 +264,12 @@ class Worker:
         assert kind == "K", payload.decode("utf-8", "replace")
         return {n.decode(): v.decode() for n, v in unpack_pairs(payload)}
 
+    def failed(self):
+        """start() that must fail: F's pairs as a dict of str."""
+        kind, payload = self.start()
+        assert kind == "F", payload.decode("utf-8", "replace")
+        return {n.decode(): v.decode() for n, v in unpack_pairs(payload)}
+
     def request(self, params, body=b"", prefix=None, rid=1, https=False, chunk=None):
         """Send one R and collect the response up to D.
 

@@ -25,6 +25,22 @@ def test_k_reports_version_executable_sys_path_and_import_time(spawn):
     assert worker.close() == 0
 
 
+def test_f_reports_version_executable_sys_path_and_the_traceback(spawn):
+    """What `check` prints for an app that does not import: the interpreter
+    and sys.path the import failed with."""
+    worker = spawn(app="broken", paths=[APPS, "/nonexistent/extra"])
+    failed = worker.failed()
+    assert set(failed) == {"python", "executable", "sys_path", "traceback"}
+    version = subprocess.check_output([PYTHON, "-c", "import platform; print(platform.python_version())"])
+    assert failed["python"] == version.decode().strip()
+    assert os.path.samefile(failed["executable"], PYTHON)
+    sys_path = failed["sys_path"].split("\n")
+    assert sys_path[:2] == [APPS, "/nonexistent/extra"]
+    assert "" not in sys_path
+    assert failed["traceback"].startswith("Traceback (most recent call last):")
+    assert worker.wait() == 3
+
+
 @pytest.mark.parametrize(
     "app, body",
     [
@@ -55,9 +71,7 @@ def test_app_names(spawn, app, body):
 )
 def test_load_failure_sends_F_and_exits_3(spawn, app, marker):
     worker = spawn(app=app)
-    kind, payload = worker.start()
-    assert kind == "F"
-    text = payload.decode("utf-8")
+    text = worker.failed()["traceback"]
     assert text.startswith("Traceback (most recent call last):")
     assert marker in text
     assert worker.read_frame() is None  # nothing after F
@@ -75,9 +89,9 @@ def test_cwd_is_not_on_sys_path(spawn, tmp_path):
     # `python -c` puts '' (the cwd) first; only the configured paths count.
     (tmp_path / "cwd_only.py").write_text("application = None\n")
     worker = spawn(app="cwd_only", cwd=str(tmp_path))
-    kind, payload = worker.start()
-    assert kind == "F"
-    assert b"No module named 'cwd_only'" in payload
+    failed = worker.failed()
+    assert "No module named 'cwd_only'" in failed["traceback"]
+    assert "" not in failed["sys_path"].split("\n")
 
 
 def test_process_state(spawn, tmp_path):

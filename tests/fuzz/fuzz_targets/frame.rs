@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
             break; // waits for more
         };
         match h.kind {
-            frame::READY | frame::CONFIG => check_frame_pairs(payload),
+            frame::READY | frame::FAILED | frame::CONFIG => check_frame_pairs(payload),
             frame::REQUEST => {
                 if let Some(rest) = payload.get(frame::REQUEST_HEAD_LEN..) {
                     check_frame_environ(rest);
