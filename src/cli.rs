@@ -309,13 +309,7 @@ fn get(r: &mut Report, site: &Site, mut w: Worker, path: &str, host: &str) {
 
 fn show_site(r: &mut Report, s: &Site) {
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "(not set)".into());
-    let paths = |ps: &[PathBuf], none: &str| {
-        if ps.is_empty() {
-            return none.to_owned();
-        }
-        let shown: Vec<String> = ps.iter().map(|p| p.display().to_string()).collect();
-        shown.join(", ")
-    };
+    let paths = |ps: &[PathBuf], none: &str| joined(ps.iter().map(|p| p.display()), none);
     r.line("  python", opt(&s.python));
     r.line("  search_path", paths(&s.search_path, "(none)"));
     r.line("  settings_module", opt(&s.settings_module));
@@ -338,11 +332,10 @@ fn show_site(r: &mut Report, s: &Site) {
     );
     r.line(
         "  trusted_proxies",
-        if s.trusted_proxies.is_empty() {
-            "(none: X-Forwarded-For and X-Forwarded-Proto are ignored)".to_owned()
-        } else {
-            nets(&s.trusted_proxies)
-        },
+        joined(
+            &s.trusted_proxies,
+            "(none: X-Forwarded-For and X-Forwarded-Proto are ignored)",
+        ),
     );
     r.line(
         "  debug",
@@ -355,14 +348,7 @@ fn show_site(r: &mut Report, s: &Site) {
             ),
         },
     );
-    r.line(
-        "  debug_allow",
-        if s.debug_allow.is_empty() {
-            "(nobody)".to_owned()
-        } else {
-            nets(&s.debug_allow)
-        },
-    );
+    r.line("  debug_allow", joined(&s.debug_allow, "(nobody)"));
     r.line(
         "  watch",
         paths(&s.watch, "(none: site.toml and the executable only)"),
@@ -463,20 +449,14 @@ fn web_server_addrs(r: &mut Report) {
     }
 }
 
-/// `203.0.113.7, 10.0.0.0/8`: a single address without its prefix length.
-fn nets(list: &[Net]) -> String {
-    let shown: Vec<String> = list
-        .iter()
-        .map(|n| {
-            let full = if n.addr.is_ipv4() { 32 } else { 128 };
-            if n.prefix == full {
-                n.addr.to_string()
-            } else {
-                format!("{}/{}", n.addr, n.prefix)
-            }
-        })
-        .collect();
-    shown.join(", ")
+/// `a, b, c`, or `none` when there is nothing to list.
+fn joined<T: std::fmt::Display>(items: impl IntoIterator<Item = T>, none: &str) -> String {
+    let shown: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
+    if shown.is_empty() {
+        none.to_owned()
+    } else {
+        shown.join(", ")
+    }
 }
 
 /// Who a debug_allow list lets see tracebacks, in words.
@@ -484,7 +464,7 @@ fn allowed_clients(list: &[Net]) -> String {
     if list.iter().any(|n| n.prefix == 0) {
         "every client on the internet".to_owned()
     } else {
-        format!("clients from {}", nets(list))
+        format!("clients from {}", joined(list, ""))
     }
 }
 
@@ -547,22 +527,9 @@ fn log_file_opens(log: &Path) -> Result<(), (io::Error, PathBuf)> {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let dir = log.parent().unwrap_or(Path::new("/"));
-            writable_dir(dir).map_err(|e| (e, dir.to_path_buf()))
+            crate::sys::access(dir, libc::W_OK | libc::X_OK).map_err(|e| (e, dir.to_path_buf()))
         }
         Err(e) => Err((e, log.to_path_buf())),
-    }
-}
-
-/// access(2): may this user create files in `dir`?
-fn writable_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: c is a valid NUL-terminated path; access has no memory effects.
-    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 

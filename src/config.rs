@@ -84,6 +84,22 @@ pub struct Net {
     pub prefix: u8,
 }
 
+/// `10.0.0.0/8`, or a single address without its prefix length.
+impl fmt::Display for Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.prefix == host_prefix(self.addr) {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{}/{}", self.addr, self.prefix)
+        }
+    }
+}
+
+/// The prefix length of a single address of `addr`'s family.
+fn host_prefix(addr: IpAddr) -> u8 {
+    if addr.is_ipv4() { 32 } else { 128 }
+}
+
 impl Net {
     pub fn parse(s: &str) -> Option<Net> {
         let (a, p) = match s.split_once('/') {
@@ -91,7 +107,7 @@ impl Net {
             None => (s, None),
         };
         let addr: IpAddr = a.trim().parse().ok()?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let max = host_prefix(addr);
         let prefix: u8 = match p {
             Some(p) => p.trim().parse().ok().filter(|&n| n <= max)?,
             None => max,

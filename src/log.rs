@@ -42,7 +42,6 @@ impl Level {
 }
 
 struct Sinks {
-    stderr: bool,
     syslog: Option<UnixDatagram>,
     file: Option<File>,
     /// While `check` runs: the lines, kept instead of written anywhere.
@@ -52,7 +51,6 @@ struct Sinks {
 }
 
 static SINKS: Mutex<Sinks> = Mutex::new(Sinks {
-    stderr: true,
     syslog: None,
     file: None,
     captured: None,
@@ -94,10 +92,6 @@ pub fn set_file(path: Option<&Path>) -> std::io::Result<()> {
     };
     lock().file = file;
     Ok(())
-}
-
-pub fn set_stderr(on: bool) {
-    lock().stderr = on;
 }
 
 /// For `check`, a person at a shell while nothing is being served: from now
@@ -152,11 +146,9 @@ pub fn event(level: Level, args: fmt::Arguments<'_>) {
         }
         return;
     }
-    if s.stderr {
-        let line = format!("fcgi-shim[{pid}]: {}: {msg}\n", level.word());
-        // Dropped: there is nowhere left to report a failing stderr.
-        let _ = std::io::stderr().write_all(line.as_bytes());
-    }
+    let line = format!("fcgi-shim[{pid}]: {}: {msg}\n", level.word());
+    // Dropped: there is nowhere left to report a failing stderr.
+    let _ = std::io::stderr().write_all(line.as_bytes());
     if let Some(sock) = &s.syslog {
         let line = format!(
             "<{}>fcgi-shim[{pid}]: {}: {msg}",

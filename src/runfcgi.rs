@@ -992,7 +992,8 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
         }
     };
     // A re-executed image serves on whatever site.toml says now: a server
-    // that is up must not die of a config being edited during an `mv`.
+    // that is up must not die of a config being edited during an `mv`. (It
+    // inherits its listener: `inherited` below takes it, or exits.)
     let reexecuting = std::env::var_os(LISTENER_ENV).is_some();
     // Located now, before any chdir: the children find it through the
     // environment (a relative FCGI_SHIM_SITE would be read against workdir).
@@ -1024,7 +1025,8 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
     if let Bind::Tcp(addr) = &opts.bind
         && !reexecuting
         && addr.ip().is_unspecified()
-        && std::env::var_os("FCGI_WEB_SERVER_ADDRS").is_none_or(|v| v.is_empty())
+        // Unset: everyone may connect (an empty value refuses every peer).
+        && std::env::var_os("FCGI_WEB_SERVER_ADDRS").is_none()
     {
         crate::warn!(
             "runfcgi: listening on {addr}, every address of this machine: anyone who can reach \
@@ -1041,7 +1043,6 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
             return 1;
         }
     };
-    let reexecuted = inherited.is_some();
     if let Some(mask) = opts.umask.or(opts.daemonize.then_some(0o022)) {
         // SAFETY: umask has no memory effects.
         unsafe { libc::umask(mask as libc::mode_t) };
@@ -1060,7 +1061,7 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
         },
     };
     let mut ready = None;
-    if opts.daemonize && !reexecuted {
+    if opts.daemonize && !reexecuting {
         match daemonize(&listener) {
             Forked::Foreground(code) => return code,
             Forked::Daemon(pipe) => ready = Some(pipe),
@@ -1088,7 +1089,7 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
     }
     match &mut ready {
         Some(pipe) => pipe.ready(),
-        None if !reexecuted => crate::info!(
+        None if !reexecuting => crate::info!(
             "runfcgi: listening on {} as pid {}; Ctrl-C stops it",
             listener.describe(),
             sys::getpid()
