@@ -298,11 +298,7 @@ fn report(out: &Output) -> Vec<String> {
 
 /// Fails unless `want` is one of the report's lines, exactly.
 fn assert_line(out: &Output, want: &str) {
-    assert!(
-        report(out).iter().any(|l| l == want),
-        "no line\n{want}\nin:\n{}",
-        out.all_text()
-    );
+    line_index(out, want);
 }
 
 /// The index of the line `want` in the report.
@@ -325,14 +321,25 @@ fn warnings(out: &Output) -> Vec<String> {
         .collect()
 }
 
+/// Fails unless check exited 0, its warning lines are exactly `want` (in
+/// order) and its verdict is `result            {verdict}`.
+fn assert_ok(out: &Output, want: &[String], verdict: &str) {
+    assert!(out.status.success(), "{}", out.all_text());
+    assert_eq!(warnings(out), want, "{}", out.all_text());
+    assert_eq!(
+        result(out),
+        format!("result            {verdict}"),
+        "{}",
+        out.all_text()
+    );
+}
+
 #[test]
 fn check_clean_web_root_is_ok_with_no_warning_and_shows_the_defaults() {
     let root = WebRoot::new("check-clean");
     root.write_site("echo:app", &root.outside_log(), "");
     let out = root.check(&[], &[]);
-    assert!(out.status.success(), "{}", out.all_text());
-    assert_eq!(warnings(&out), Vec::<String>::new(), "{}", out.all_text());
-    assert_eq!(result(&out), "result            OK", "{}", out.all_text());
+    assert_ok(&out, &[], "OK");
     for want in [
         "  max_requests    0 (the worker is never recycled)",
         "  request_timeout 300 s",
@@ -441,7 +448,6 @@ fn check_shows_limits_debug_proxies_and_web_server_addrs() {
          startup_timeout = 15\n",
     );
     let out = root.check(&[], &[("FCGI_WEB_SERVER_ADDRS", "127.0.0.1, ::1")]);
-    assert!(out.status.success(), "{}", out.all_text());
     for want in [
         "  script_name     /blog".to_owned(),
         "  trusted_proxies 127.0.0.1, 10.0.0.0/8".to_owned(),
@@ -465,18 +471,16 @@ fn check_shows_limits_debug_proxies_and_web_server_addrs() {
         assert_line(&out, &want);
     }
     // debug = true is the one warning, and it is counted.
-    assert_eq!(
-        warnings(&out),
-        [format!(
+    assert_ok(
+        &out,
+        &[format!(
             "warning           {} sets debug = true: 500 pages show the app's tracebacks (its \
              code, paths and settings) to clients from 203.0.113.7; set debug = false when you \
              are done",
             root.site().display()
         )],
-        "{}",
-        out.all_text()
+        "OK (1 warning)",
     );
-    assert_eq!(result(&out), "result            OK (1 warning)");
 }
 
 #[test]
@@ -484,22 +488,19 @@ fn check_search_path_entry_that_is_not_a_directory_is_a_counted_warning() {
     let root = WebRoot::new("check-search-path");
     let missing = root.tmp.join("no-such-project");
     root.write_site("echo:app", &root.outside_log(), "");
-    // A second entry that does not exist, after the one the app is in.
+    // A second entry that does not exist, before the one the app is in.
     root.prepend_search_path(&missing);
     let out = root.check(&[], &[]);
-    assert!(out.status.success(), "{}", out.all_text());
-    assert_eq!(
-        warnings(&out),
-        [format!(
+    assert_ok(
+        &out,
+        &[format!(
             "warning           search_path entry {} in {} is not a directory: nothing can be \
              imported from it; fix the path or remove it",
             missing.display(),
             root.site().display()
         )],
-        "{}",
-        out.all_text()
+        "OK (1 warning)",
     );
-    assert_eq!(result(&out), "result            OK (1 warning)");
 }
 
 /// The warning for a site.toml in the web root that nothing denies.
@@ -529,14 +530,7 @@ fn check_htaccess_that_names_site_toml_only_in_a_comment_warns() {
     )
     .expect("write .htaccess");
     let out = root.check(&[], &[]);
-    assert!(out.status.success(), "{}", out.all_text());
-    assert_eq!(
-        warnings(&out),
-        [site_toml_exposed(&root)],
-        "{}",
-        out.all_text()
-    );
-    assert_eq!(result(&out), "result            OK (1 warning)");
+    assert_ok(&out, &[site_toml_exposed(&root)], "OK (1 warning)");
 }
 
 #[test]
@@ -577,10 +571,9 @@ fn check_log_file_in_the_web_root_without_a_deny_rule_warns() {
     )
     .expect("write .htaccess");
     let out = root.check(&[], &[]);
-    assert!(out.status.success(), "{}", out.all_text());
-    assert_eq!(
-        warnings(&out),
-        [format!(
+    assert_ok(
+        &out,
+        &[format!(
             "warning           log file {} is inside the web root {} and no .htaccess rule \
              denies it: visitors can download it, tracebacks included; move it out (log_file = \
              \"../logs/mysite.log\") or deny it in .htaccess with a <FilesMatch \
@@ -589,24 +582,22 @@ fn check_log_file_in_the_web_root_without_a_deny_rule_warns() {
             log.display(),
             root.www.display()
         )],
-        "{}",
-        out.all_text()
+        "OK (1 warning)",
     );
-    assert_eq!(result(&out), "result            OK (1 warning)");
 
     // Denied by the shipped .htaccess ...
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("htaccess/auto.htaccess");
     fs::copy(&shipped, root.www.join(".htaccess")).expect("copy auto.htaccess");
     let out = root.check(&[], &[]);
-    assert_eq!(warnings(&out), Vec::<String>::new(), "{}", out.all_text());
+    assert_ok(&out, &[], "OK");
     // ... or, in a folder of its own, by that folder's .htaccess.
     let logs = root.www.join("logs");
     fs::create_dir_all(&logs).expect("logs");
     fs::write(logs.join(".htaccess"), "Require all denied\n").expect("logs/.htaccess");
+    // (Named .txt: the shipped .htaccess in the root denies *.log itself.)
     root.write_site("echo:app", &logs.join("site.txt"), "");
     let out = root.check(&[], &[]);
-    assert_eq!(warnings(&out), Vec::<String>::new(), "{}", out.all_text());
-    assert_eq!(result(&out), "result            OK");
+    assert_ok(&out, &[], "OK");
 }
 
 #[test]
@@ -623,8 +614,7 @@ fn check_django_project_or_search_path_in_the_web_root_warns() {
     // The shipped .htaccess refuses settings.py and db.sqlite3 (and every
     // other *.py and database) where they exist: nothing to warn about.
     let out = root.check(&[], &[]);
-    assert!(out.status.success(), "{}", out.all_text());
-    assert_eq!(warnings(&out), Vec::<String>::new(), "{}", out.all_text());
+    assert_ok(&out, &[], "OK");
     // A .htaccess that only keeps site.toml and the logs private leaves
     // both folders' code downloadable.
     fs::write(
@@ -633,7 +623,6 @@ fn check_django_project_or_search_path_in_the_web_root_warns() {
     )
     .expect("write .htaccess");
     let out = root.check(&[], &[]);
-    assert!(out.status.success(), "{}", out.all_text());
     let tail = format!(
         " is inside the web root {}: Apache serves its files to anyone who asks, settings.py \
          (SECRET_KEY, database passwords) and db.sqlite3 included, unless a .htaccess denies \
@@ -641,9 +630,9 @@ fn check_django_project_or_search_path_in_the_web_root_warns() {
          search_path at the new place",
         root.www.display()
     );
-    assert_eq!(
-        warnings(&out),
-        [
+    assert_ok(
+        &out,
+        &[
             format!(
                 "warning           search_path entry {}{tail}",
                 lib.display()
@@ -653,10 +642,8 @@ fn check_django_project_or_search_path_in_the_web_root_warns() {
                 project.display()
             ),
         ],
-        "{}",
-        out.all_text()
+        "OK (2 warnings)",
     );
-    assert_eq!(result(&out), "result            OK (2 warnings)");
 }
 
 #[test]
@@ -702,10 +689,9 @@ fn check_world_readable_site_toml_and_log_are_counted_warnings() {
         fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).expect("chmod");
     }
     let out = root.check(&[], &[]);
-    assert!(out.status.success(), "{}", out.all_text());
-    assert_eq!(
-        warnings(&out),
-        [
+    assert_ok(
+        &out,
+        &[
             format!(
                 "warning           {} is readable by every user on the host; chmod 600 (or 640) it",
                 root.site().display()
@@ -715,8 +701,6 @@ fn check_world_readable_site_toml_and_log_are_counted_warnings() {
                 log.display()
             ),
         ],
-        "{}",
-        out.all_text()
+        "OK (2 warnings)",
     );
-    assert_eq!(result(&out), "result            OK (2 warnings)");
 }
