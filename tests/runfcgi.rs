@@ -284,6 +284,28 @@ impl Site {
         }
     }
 
+    /// The pid of foreground child `i`.
+    fn pid(&self, i: usize) -> i32 {
+        self.children[i].id() as i32
+    }
+
+    /// Fails unless foreground child `i` exits with status 0 within 8 s.
+    fn assert_exits_0(&mut self, i: usize, what: &str) {
+        let st = self.wait_exit(i, Duration::from_secs(8));
+        assert_eq!(
+            st.and_then(|s| s.code()),
+            Some(0),
+            "{what}: {st:?}\n{}",
+            self.output()
+        );
+    }
+
+    /// SIGTERM to foreground child `i`, which must then exit 0 within 8 s.
+    fn stop(&mut self, i: usize) {
+        signal(self.pid(i), libc::SIGTERM);
+        self.assert_exits_0(i, "after SIGTERM");
+    }
+
     /// Live shim processes running this site's binary: supervisor, children,
     /// a daemon.
     fn shims(&self) -> Vec<i32> {
@@ -614,18 +636,12 @@ fn seed_foreground_server_stops_on_ctrl_c() {
     let i = site.foreground(&[&sock]);
     let addr = site.unix();
     site.wait_serving(&addr);
-    let pid = site.children[i].id() as i32;
+    let pid = site.pid(i);
     let (_, _, child) = ident(&addr).expect("request");
     assert_ne!(child, pid, "prefork: a child serves, not the supervisor");
     // SAFETY: kill(2) of the process group this test started.
     unsafe { libc::kill(-pid, libc::SIGINT) };
-    let st = site.wait_exit(i, Duration::from_secs(8));
-    assert_eq!(
-        st.and_then(|s| s.code()),
-        Some(0),
-        "{st:?}\n{}",
-        site.output()
-    );
+    site.assert_exits_0(i, "after SIGINT to the group");
     site.assert_all_gone(Duration::from_secs(5));
     assert!(!site.sock().exists(), "socket file left behind");
     assert!(zombie_children(pid).is_empty());
@@ -639,15 +655,8 @@ fn prefork_on_ipv6_loopback_stops_on_sigterm() {
     let i = site.foreground(&["host=::1", &port_arg, "pidfile=v6.pid"]);
     let addr = Addr::Tcp(SocketAddr::new("::1".parse().expect("ip"), port));
     site.wait_serving(&addr);
-    assert_eq!(site.read_pidfile("v6.pid"), site.children[i].id() as i32);
-    signal(site.children[i].id() as i32, libc::SIGTERM);
-    let st = site.wait_exit(i, Duration::from_secs(8));
-    assert_eq!(
-        st.and_then(|s| s.code()),
-        Some(0),
-        "{st:?}\n{}",
-        site.output()
-    );
+    assert_eq!(site.read_pidfile("v6.pid"), site.pid(i));
+    site.stop(i);
     assert!(!site.dir.join("v6.pid").exists(), "pidfile left behind");
     site.assert_all_gone(Duration::from_secs(5));
 }
@@ -744,7 +753,7 @@ fn maxchildren_caps_the_children() {
         took >= Duration::from_millis(1900),
         "4 requests on 2 children took {took:?}"
     );
-    let kids = children_of(site.children[i].id() as i32);
+    let kids = children_of(site.pid(i));
     assert!(kids.len() <= 2, "more than maxchildren: {kids:?}");
 }
 
@@ -775,7 +784,7 @@ fn maxrequests_recycles_children_without_a_failed_request() {
         "only {} children served 30 requests: {kids:?}",
         kids.len()
     );
-    let sup = site.children[i].id() as i32;
+    let sup = site.pid(i);
     assert!(
         wait_until(Duration::from_secs(3), || zombie_children(sup).is_empty()),
         "zombies: {:?}",
@@ -790,7 +799,7 @@ fn children_that_keep_dying_are_replaced_at_a_limited_rate() {
     let sock = format!("socket={}", site.sock().display());
     let i = site.foreground(&[&sock]);
     site.wait_serving(&site.unix());
-    let sup = site.children[i].id() as i32;
+    let sup = site.pid(i);
     let mut seen = std::collections::HashSet::new();
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
@@ -820,9 +829,7 @@ fn children_that_keep_dying_are_replaced_at_a_limited_rate() {
         None,
         "the supervisor died"
     );
-    signal(sup, libc::SIGTERM);
-    let st = site.wait_exit(i, Duration::from_secs(8));
-    assert_eq!(st.and_then(|s| s.code()), Some(0), "{st:?}");
+    site.stop(i);
     site.assert_all_gone(Duration::from_secs(5));
 }
 
@@ -867,7 +874,7 @@ fn touch_reloads_the_app_without_a_failed_request() {
         "{marks:?}"
     );
     // One request at a time leaves children idle: no reason to add any.
-    let kids = children_of(site.children[i].id() as i32);
+    let kids = children_of(site.pid(i));
     assert!(
         kids.len() <= 5 + 2,
         "the pool grew to {} under sequential requests",
@@ -882,7 +889,7 @@ fn replacing_the_binary_reexecutes_the_supervisor_keeping_the_socket() {
     let i = site.foreground(&[&sock, "pidfile=mv.pid"]);
     let addr = site.unix();
     site.wait_serving(&addr);
-    let sup = site.children[i].id() as i32;
+    let sup = site.pid(i);
     let old_kids = children_of(sup);
     let hammer = Hammer::start(&addr);
     thread::sleep(Duration::from_millis(300));
@@ -921,14 +928,7 @@ fn replacing_the_binary_reexecutes_the_supervisor_keeping_the_socket() {
     );
     assert_eq!(site.read_pidfile("mv.pid"), sup, "same pid after re-exec");
     assert!(zombie_children(sup).is_empty());
-    signal(sup, libc::SIGTERM);
-    let st = site.wait_exit(i, Duration::from_secs(8));
-    assert_eq!(
-        st.and_then(|s| s.code()),
-        Some(0),
-        "{st:?}\n{}",
-        site.output()
-    );
+    site.stop(i);
     assert!(!site.sock().exists() && !site.dir.join("mv.pid").exists());
     site.assert_all_gone(Duration::from_secs(5));
 }
@@ -940,7 +940,7 @@ fn a_threaded_server_reexecutes_a_replaced_binary_keeping_the_socket() {
     let i = site.foreground(&["method=threaded", &sock]);
     let addr = site.unix();
     site.wait_serving(&addr);
-    let pid = site.children[i].id() as i32;
+    let pid = site.pid(i);
     let hammer = Hammer::start(&addr);
     thread::sleep(Duration::from_millis(300));
     let new = site.dir.join("mysite.fcgi.new");
@@ -966,14 +966,7 @@ fn a_threaded_server_reexecutes_a_replaced_binary_keeping_the_socket() {
         None,
         "exited instead of re-executing"
     );
-    signal(pid, libc::SIGTERM);
-    let st = site.wait_exit(i, Duration::from_secs(8));
-    assert_eq!(
-        st.and_then(|s| s.code()),
-        Some(0),
-        "{st:?}\n{}",
-        site.output()
-    );
+    site.stop(i);
     assert!(!site.sock().exists());
     site.assert_all_gone(Duration::from_secs(5));
 }
@@ -1129,7 +1122,7 @@ fn a_stop_signal_lets_requests_in_flight_finish_for_both_methods() {
             let i = site.foreground(&[method, &sock, "pidfile=stop.pid"]);
             let addr = site.unix();
             site.wait_serving(&addr);
-            let pid = site.children[i].id() as i32;
+            let pid = site.pid(i);
             assert_eq!(site.read_pidfile("stop.pid"), pid, "{what}");
             let requests: Vec<_> = (0..3)
                 .map(|_| {
@@ -1159,13 +1152,7 @@ fn a_stop_signal_lets_requests_in_flight_finish_for_both_methods() {
                     site.output()
                 );
             }
-            let st = site.wait_exit(i, Duration::from_secs(8));
-            assert_eq!(
-                st.and_then(|s| s.code()),
-                Some(0),
-                "{what}: {st:?}\n{}",
-                site.output()
-            );
+            site.assert_exits_0(i, &what);
             // The requests finished within the grace, not cut at its end.
             assert!(sent.elapsed() < Duration::from_secs(6), "{what}");
             assert!(!site.sock().exists(), "{what}: socket file left behind");
@@ -1313,12 +1300,7 @@ fn umask_sets_the_mode_of_the_socket_and_the_pidfile() {
     let i = site.foreground(&[&sock, "umask=077"]);
     site.wait_serving(&site.unix());
     assert_eq!(mode(&site.sock()), 0o700);
-    signal(site.children[i].id() as i32, libc::SIGTERM);
-    assert_eq!(
-        site.wait_exit(i, Duration::from_secs(8))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    site.stop(i);
 }
 
 #[test]
@@ -1372,8 +1354,7 @@ fn debug_logs_one_line_per_request_and_no_traceback_to_the_client() {
                 "{method} {flag}\n{}",
                 site.log()
             );
-            signal(site.children[i].id() as i32, libc::SIGTERM);
-            site.wait_exit(i, Duration::from_secs(8));
+            site.stop(i);
         }
     }
 }
@@ -1428,12 +1409,7 @@ fn runfcgi_from_path_reads_site_toml_in_the_current_directory() {
     let addr = site.unix();
     site.wait_serving(&addr);
     assert_eq!(get(&addr, "which").as_deref(), Ok("current directory"));
-    signal(site.children[0].id() as i32, libc::SIGTERM);
-    assert_eq!(
-        site.wait_exit(0, Duration::from_secs(8))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    site.stop(0);
     // One beside the binary wins over the current directory's.
     fs::write(
         bindir.join("site.toml"),
@@ -1564,8 +1540,7 @@ fn workdir_and_chdir_set_the_apps_working_directory() {
         get(&site.unix(), "cwd").as_deref(),
         Ok(&*wd.to_string_lossy())
     );
-    signal(site.children[i].id() as i32, libc::SIGTERM);
-    site.wait_exit(i, Duration::from_secs(8));
+    site.stop(i);
     // A chdir that is not a directory fails at start, naming line and key.
     fs::write(&toml, format!("{plain}chdir = \"nowhere\"\n")).expect("write");
     let out = site.run(&[&sock]);
@@ -1605,8 +1580,7 @@ fn host_may_be_a_name_that_resolves() {
         "{}",
         site.output()
     );
-    signal(site.children[i].id() as i32, libc::SIGTERM);
-    site.wait_exit(i, Duration::from_secs(8));
+    site.stop(i);
 }
 
 #[test]
@@ -1629,7 +1603,6 @@ fn listening_on_every_address_warns_unless_fcgi_web_server_addrs_is_set() {
             warned,
             "{env:?}\n{out}"
         );
-        signal(site.children[i].id() as i32, libc::SIGTERM);
-        site.wait_exit(i, Duration::from_secs(8));
+        site.stop(i);
     }
 }
