@@ -1302,6 +1302,21 @@ def fcgi_get(host, port, path, source=None, timeout=10):
     return stdout
 
 
+
+def restart_script(site, projdir):
+    """shim-templates/restart-runfcgi.sh with only PROJDIR replaced, in
+    site.root, and site.front an Apache + mod_proxy_fcgi on the socket the
+    script makes: (script, socket, pid file)."""
+    script = site.root / "restart-mysite.sh"
+    script.write_text(from_template("restart-runfcgi.sh", [
+        ('PROJDIR="/home/user/myproject"', f'PROJDIR="{projdir}"'),
+    ]))
+    os.chmod(script, 0o755)
+    sock, pidfile = projdir / "mysite.sock", projdir / "mysite.pid"
+    site.front = apache_proxy_fcgi(site, sock=sock)
+    return script, sock, pidfile
+
+
 # --- the site's own user (runfcgi started by the site's owner) -------------
 
 SITE_USER = "fcgishim-site"

@@ -82,6 +82,9 @@ def test_private_files_are_403_and_public_ones_served(fl):
     (Python source, databases, backups, dot folders) and serve the rest."""
     check.private_files_refused(fl)
     assert fl.get("/").status_code == 200
+    # The rules go by the URL: a .py that no file stands behind is refused too.
+    r = fl.get("/nothing.py")
+    assert r.status_code == 403, (r.status_code, r.text[:300])
 
 
 def test_site_toml_log_and_binary_are_403(fl):

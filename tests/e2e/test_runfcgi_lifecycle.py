@@ -27,10 +27,10 @@ from e2e_harness import (
     alive,
     apache_proxy_fcgi,
     descendants,
-    from_template,
     live_pids,
     processes_referring_to,
     processes_running,
+    restart_script,
     start_site,
     www_ids,
 )
@@ -215,13 +215,7 @@ def test_restart_script_twice(make_site):
     pythondir.mkdir()
     (pythondir / "restartprobe.py").write_text(PROBE)
     site.write_config(wsgi_app="restartprobe:application")
-    script = site.root / "restart-mysite.sh"
-    script.write_text(from_template("restart-runfcgi.sh", [
-        ('PROJDIR="/home/user/myproject"', f'PROJDIR="{projdir}"'),
-    ]))
-    os.chmod(script, 0o755)
-    sock, pidfile = projdir / "mysite.sock", projdir / "mysite.pid"
-    site.front = apache_proxy_fcgi(site, sock=sock)
+    script, sock, pidfile = restart_script(site, projdir)
     start_site(site)  # Apache only: the script starts the app
     assert not pidfile.exists() and not sock.exists()
     # For the logs on failure, and to stop the last server at the end.

@@ -126,11 +126,18 @@ def test_flask_authorization_header(fl):
     check.flask_authorization(fl)
 
 
-def test_private_files_are_403_and_public_ones_served(fl):
+def test_private_files_are_403_and_public_ones_served(fl, setup):
     """The template's rules refuse what the shipped .htaccess files refuse
     (Python source, databases, backups, dot folders) and serve the rest."""
     check.private_files_refused(fl)
     assert fl.get("/").status_code == 200
+    # A .py that no file stands behind: Apache's rules refuse files that
+    # exist, so the app answers (Flask's 404); lighttpd's go by the URL.
+    r = fl.get("/nothing.py")
+    want = 404 if setup.startswith("apache") else 403
+    assert r.status_code == want, (r.status_code, r.text[:300])
+    if want == 404:  # Flask's page (werkzeug's doctype), not Apache's
+        assert r.text.startswith("<!doctype html>") and "Not Found" in r.text, r.text[:300]
 
 
 def test_site_toml_and_logs_are_403(fl):
