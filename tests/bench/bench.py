@@ -775,21 +775,25 @@ class Bench:
 
     # -- 1. hello world behind nginx --
 
-    def hello_servers(self):
+    def hello_servers(self, prefix="hello", cpus=None, only=None):
+        """Section 1's servers, named `prefix`-...; on `cpus` if given;
+        those labelled in `only` if given."""
         apps = ROOT / "apps"
-        shim_dir = self.site_dir("hello", self.toml("hello:application"))
-        uwsgi = uwsgi_argv(apps, "hello:application")
-        return [
-            ("fcgi-shim", Spawned("hello-shim", [shim_dir / "mysite.fcgi"], cwd=shim_dir)),
-            ("flup fcgi_single", Spawned("hello-flup1", [
-                PYTHON, apps / "flup_server.py", "single", "hello:application", apps])),
-            ("flup fcgi (threaded)", Spawned("hello-flupt", [
-                PYTHON, apps / "flup_server.py", "threaded", "hello:application", apps])),
-            ("uWSGI", Spawned("hello-uwsgi", uwsgi, cwd=apps)),
-            ("C libfcgi", Spawned("hello-c", [ROOT / "bin" / "hello_fcgi"])),
-            ("C libfcgi, no linger", Spawned("hello-c-nl", [ROOT / "bin" / "hello_fcgi",
-                                                            "--no-linger"])),
+        shim_dir = self.site_dir(prefix, self.toml("hello:application"))
+        servers = [
+            ("fcgi-shim", [shim_dir / "mysite.fcgi"], shim_dir),
+            ("flup fcgi_single", [PYTHON, apps / "flup_server.py", "single",
+                                  "hello:application", apps], None),
+            ("flup fcgi (threaded)", [PYTHON, apps / "flup_server.py", "threaded",
+                                      "hello:application", apps], None),
+            ("uWSGI", uwsgi_argv(apps, "hello:application"), apps),
+            ("C libfcgi", [ROOT / "bin" / "hello_fcgi"], None),
+            ("C libfcgi, no linger", [ROOT / "bin" / "hello_fcgi", "--no-linger"], None),
         ]
+        names = {"fcgi-shim": "shim", "flup fcgi_single": "flup1", "flup fcgi (threaded)": "flupt",
+                 "uWSGI": "uwsgi", "C libfcgi": "c", "C libfcgi, no linger": "c-nl"}
+        return [(label, Spawned(f"{prefix}-{names[label]}", argv, cwd=cwd, cpus=cpus))
+                for label, argv, cwd in servers if only is None or label in only]
 
     def django_servers(self):
         proj = ROOT / "djsite"
@@ -809,30 +813,13 @@ class Bench:
 
     def run_nginx_section(self, key, title, servers, path, mark, targets):
         """Every server of the section runs at once behind one nginx (idle
-        but for the one measured); each is measured in turn, in rounds
-        that alternate the order, so that a disturbance or a drift of
-        the machine spreads over all of them instead of falling on one."""
-        nginx = self.track(Nginx({s.name: "" for _, s in servers}).start())
-        runs = {label: {1: [], 4: []} for label, _ in servers}
+        but for the one measured), measured at c=1 and c=4 (take_rounds)."""
+        nginx = self.start_behind_nginx(servers, path, mark)
         try:
-            for label, server in servers:
-                self.track(server.start())
-            for label, server in servers:
-                try:
-                    wait_for_page(nginx.url(server.name, path), mark, alive_check=server.alive,
-                                  what=server.name)
-                except Setup as e:
-                    raise Setup(f"{e}\n{server.name} log:\n{server.tail()}") from None
+            results = {}
             for c in (1, 4):
-                for rnd in range(self.rounds):
-                    order = servers if rnd % 2 == 0 else servers[::-1]
-                    for label, server in order:
-                        runs[label][c].append(
-                            self.run_once(nginx.url(server.name, path), c, server.pids))
-                for label, _ in servers:
-                    self.log_figures(label, c, self.combine(runs[label][c]))
-            results = {label: {c: self.combine(runs[label][c]) for c in (1, 4)}
-                       for label, _ in servers}
+                for label, r in self.take_rounds(nginx, servers, c, path).items():
+                    results.setdefault(label, {})[c] = r
             if key == "hello":
                 # The shim's own figures (section 6), while it still runs.
                 self.shim_internals(nginx, dict(servers)["fcgi-shim"], results["fcgi-shim"],
@@ -858,11 +845,12 @@ class Bench:
                         self.row(title, f"latency {q}, c={c} (lower is better)",
                                  shim[c][f"{q}_us"] / 1000, label, r[c][f"{q}_us"] / 1000,
                                  unit="ms", fmt="{:.2f}")
-        for label, r in results.items():
-            if label != "fcgi-shim":
-                self.row(title, "server CPU per request, all its processes, c=4",
-                         shim[4]["cpu_us_all"], label, r[4]["cpu_us_all"], unit="µs",
-                         fmt="{:.1f}")
+        for c in (1, 4):
+            for label, r in results.items():
+                if label != "fcgi-shim":
+                    self.row(title, f"server CPU per request, all its processes, c={c}",
+                             shim[c]["cpu_us_all"], label, r[c]["cpu_us_all"], unit="µs",
+                             fmt="{:.1f}")
         return results
 
     def section_hello(self):
@@ -1331,31 +1319,33 @@ print(statistics.median(rounds))
 
     # -- 9. placement --
 
-    def placement_servers(self, prefix, cpus=None):
-        """fcgi-shim, uWSGI and the C responder for hello world, as in
-        section 1 but under their own names (and on `cpus` if given)."""
-        apps = ROOT / "apps"
-        shim_dir = self.site_dir(f"{prefix}-shim", self.toml("hello:application"))
-        uwsgi = uwsgi_argv(apps, "hello:application")
-        return [
-            ("fcgi-shim", Spawned(f"{prefix}-shim", [shim_dir / "mysite.fcgi"], cwd=shim_dir,
-                                  cpus=cpus)),
-            ("uWSGI", Spawned(f"{prefix}-uwsgi", uwsgi, cwd=apps, cpus=cpus)),
-            ("C libfcgi, no linger", Spawned(f"{prefix}-c-nl", [ROOT / "bin" / "hello_fcgi",
-                                                                "--no-linger"], cpus=cpus)),
-        ]
-
-    def start_behind_nginx(self, servers, cpus=None):
+    def start_behind_nginx(self, servers, path="/", mark=HELLO_BODY, cpus=None):
+        """One nginx (on `cpus` if given) in front of `servers`, all started
+        and answering `path` with `mark`."""
         nginx = self.track(Nginx({s.name: "" for _, s in servers}, cpus).start())
         for _, server in servers:
             self.track(server.start())
         for _, server in servers:
             try:
-                wait_for_page(nginx.url(server.name), HELLO_BODY, alive_check=server.alive,
+                wait_for_page(nginx.url(server.name, path), mark, alive_check=server.alive,
                               what=server.name)
             except Setup as e:
                 raise Setup(f"{e}\n{server.name} log:\n{server.tail()}") from None
         return nginx
+
+    def take_rounds(self, nginx, servers, conns, path="/", cpus=None):
+        """Each server measured in turn, in rounds that alternate the
+        order, so that a disturbance or a drift of the machine spreads over
+        all of them instead of falling on one: {label: combined figures}."""
+        runs = {label: [] for label, _ in servers}
+        for rnd in range(self.rounds):
+            for label, server in (servers if rnd % 2 == 0 else servers[::-1]):
+                runs[label].append(self.run_once(nginx.url(server.name, path), conns,
+                                                 server.pids, cpus))
+        results = {label: self.combine(r) for label, r in runs.items()}
+        for label, r in results.items():
+            self.log_figures(label + (f" (on CPU {cpus})" if cpus else ""), conns, r)
+        return results
 
     def section_placement(self):
         """What decides c=1 behind nginx on this machine. At c=1 every hop
@@ -1385,7 +1375,8 @@ print(statistics.median(rounds))
 
         # (b) Left to the scheduler: where each server's processes ran,
         # against nginx's worker, sampled about every 2 ms during a c=1 run.
-        servers = self.placement_servers("place")
+        placed = ("fcgi-shim", "uWSGI", "C libfcgi, no linger")
+        servers = self.hello_servers("place", only=placed)
         share = {}
         nginx = self.start_behind_nginx(servers)
         try:
@@ -1406,7 +1397,7 @@ print(statistics.median(rounds))
                 wrk(url, 1, self.warm)
                 wrk(url, 1, self.secs, sample=sample)
                 share[label] = 100 * seen["with"] / max(seen["all"], 1)
-                log(f"    {label}: on nginx's CPU in {share[label]:.0f}% of "
+                log(f"    {label}: on nginx's CPU in {share[label]:.1f}% of "
                     f"{seen['all']} samples")
         finally:
             for _, server in servers:
@@ -1414,22 +1405,16 @@ print(statistics.median(rounds))
             self.stop(nginx)
         for label in ("uWSGI", "C libfcgi, no linger"):
             self.row(title, "samples with every process of the server on nginx's CPU "
-                     "(unpinned, as in 1.; fcgi-shim: the shim and its worker)",
+                     "(no taskset, as in 1.; fcgi-shim: the shim and its worker, which it "
+                     "binds to one CPU itself)",
                      f"{share['fcgi-shim']:.1f} %", label, f"{share[label]:.1f} %")
 
         # (c) Everything on CPU 0: the shim finds one CPU allowed and leaves
         # placement alone (affinity.rs); its worker inherits the binding.
-        servers = self.placement_servers("cpu0", cpus="0")
-        runs = {label: [] for label, _ in servers}
+        servers = self.hello_servers("cpu0", cpus="0", only=placed)
         nginx = self.start_behind_nginx(servers, cpus="0")
         try:
-            for rnd in range(self.rounds):
-                for label, server in (servers if rnd % 2 == 0 else servers[::-1]):
-                    runs[label].append(self.run_once(nginx.url(server.name), 1, server.pids,
-                                                     cpus="0"))
-            results = {label: self.combine(r) for label, r in runs.items()}
-            for label, r in results.items():
-                self.log_figures(f"{label} (all on CPU 0)", 1, r)
+            results = self.take_rounds(nginx, servers, 1, cpus="0")
             shim_pid = dict(servers)["fcgi-shim"].pid
         finally:
             for _, server in servers:
