@@ -1526,10 +1526,8 @@ fn workdir_and_chdir_set_the_apps_working_directory() {
             "{opts:?}"
         );
         signal(pid, libc::SIGTERM);
-        assert!(
-            wait_until(Duration::from_secs(8), || site.shims().is_empty()),
-            "{opts:?}: not stopped"
-        );
+        // Both the daemon and its Python worker.
+        site.assert_all_gone(Duration::from_secs(8));
     }
     // In the foreground workdir= sets the app's directory too.
     fs::write(&toml, &plain).expect("write site.toml");

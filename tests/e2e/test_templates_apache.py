@@ -107,7 +107,8 @@ def test_template_passes_apache2_t_as_apache_22_reads_it(check_dir, name):
 
 
 # The templates that set CGIPassAuth and may run on an Apache before 2.4.13
-# (apache-mod-fastcgi.conf has none; mod_proxy_fcgi's needs 2.4 anyway).
+# (apache-mod-fastcgi.conf has none; apache-proxy-fcgi.conf says it needs
+# 2.4.13 and sets it unguarded, as its comment there explains).
 @pytest.mark.parametrize("name", ["apache-fcgid-vhost.conf"])
 def test_template_guards_cgipassauth_by_version(name):
     """CGIPassAuth exists from Apache 2.4.13 on; before, it is an error.
