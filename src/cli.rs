@@ -339,13 +339,11 @@ fn show_site(r: &mut Report, s: &Site) {
     );
     r.line(
         "  debug",
-        match (s.debug, s.debug_allow.is_empty()) {
-            (false, _) => "false (tracebacks go to the log, never to a browser)".to_owned(),
-            (true, true) => "true, but debug_allow is empty: no browser sees tracebacks".to_owned(),
-            (true, false) => format!(
-                "true: 500 pages show the traceback to {}",
-                allowed_clients(&s.debug_allow)
-            ),
+        // What true means is the warning below; it is not said twice.
+        if s.debug {
+            "true (see the warning below)"
+        } else {
+            "false (tracebacks go to the log, never to a browser)"
         },
     );
     r.line("  debug_allow", joined(&s.debug_allow, "(nobody)"));
@@ -647,29 +645,33 @@ fn denied(file: &Path) -> bool {
 }
 
 /// What the web server will do with us, as far as the .htaccess beside us
-/// tells.
+/// tells: the handlers it names for our file name, in its order.
 fn web_server_mode(script: &Path) -> String {
     let dir = script.parent().unwrap_or(Path::new("."));
     let Ok(text) = std::fs::read_to_string(dir.join(".htaccess")) else {
         return "no .htaccess here: FastCGI if the server spawns it with a socket (mod_fcgid, lighttpd), else CGI".into();
     };
-    let t = text.to_lowercase();
-    let active = |needle: &str| {
-        t.lines()
-            .any(|l| !l.trim_start().starts_with('#') && l.contains(needle))
-    };
-    let mut modes = Vec::new();
-    if active("fcgid-script") {
-        modes.push("FastCGI via mod_fcgid");
-    }
-    if active("fastcgi-script") {
-        modes.push("FastCGI via mod_fastcgi");
-    }
-    if active("cgi-script") {
-        modes.push("plain CGI via mod_cgi");
+    let file = script
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let mut modes: Vec<String> = Vec::new();
+    for h in Htaccess::parse(&text).handlers {
+        if !h.applies_to(&file) {
+            continue;
+        }
+        let mode = match h.name.as_str() {
+            "fcgid-script" => "FastCGI via mod_fcgid".to_owned(),
+            "fastcgi-script" => "FastCGI via mod_fastcgi".to_owned(),
+            "cgi-script" => "plain CGI via mod_cgi".to_owned(),
+            other => format!("handler {other}"),
+        };
+        if !modes.contains(&mode) {
+            modes.push(mode);
+        }
     }
     match modes.len() {
-        0 => ".htaccess names no handler for .fcgi: the server's defaults decide".into(),
+        0 => format!(".htaccess names no handler for {file}: the server's defaults decide"),
         1 => format!("{} (from .htaccess)", modes[0]),
         _ => format!(
             "the first of these the server has: {} (from .htaccess)",

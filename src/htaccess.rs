@@ -1,4 +1,5 @@
-//! Reading a .htaccess for `check`: which files it denies to every client.
+//! Reading a .htaccess for `check`: which files it denies to every client,
+//! and which handlers it names (how the server will run us).
 //!
 //! Pure: text in, rules out. Enough of Apache's syntax to tell a real deny
 //! rule from a word in a comment: sections (`<IfModule>` read as if their
@@ -8,8 +9,9 @@
 
 use std::cell::Cell;
 
-/// What a .htaccess denies to every client, as far as `check` can tell:
-/// enough of Apache's syntax to see a real rule, not a word in a comment.
+/// What a .htaccess denies to every client and the handlers it names, as
+/// far as `check` can tell: enough of Apache's syntax to see a real rule,
+/// not a word in a comment.
 #[derive(Debug, Default)]
 pub struct Htaccess {
     /// The last `Require all denied` / `Deny from all` (true) or
@@ -18,6 +20,32 @@ pub struct Htaccess {
     pub all: Option<bool>,
     /// The `<Files>` and `<FilesMatch>` blocks that deny every client.
     pub files: Vec<Regex>,
+    /// `AddHandler` and `SetHandler` lines, in the file's order, whatever
+    /// section holds them: the shipped auto.htaccess names one handler per
+    /// `<IfModule>`, and the first whose module is loaded is the one used.
+    pub handlers: Vec<Handler>,
+}
+
+/// `AddHandler NAME .ext ...` or `SetHandler NAME`, lowercased.
+#[derive(Debug, PartialEq)]
+pub struct Handler {
+    pub name: String,
+    /// The extensions, without their dot; None for `SetHandler` (every file
+    /// of its scope).
+    pub exts: Option<Vec<String>>,
+}
+
+impl Handler {
+    /// Does it apply to the file `name`? As mod_mime reads names, every
+    /// part after the first dot is an extension ("a.fcgi.bak" has two).
+    pub fn applies_to(&self, name: &str) -> bool {
+        let Some(exts) = &self.exts else {
+            return true;
+        };
+        name.split('.')
+            .skip(1)
+            .any(|part| exts.iter().any(|e| e.eq_ignore_ascii_case(part)))
+    }
 }
 
 enum Section {
@@ -88,6 +116,27 @@ impl Htaccess {
                 .map(str::to_ascii_lowercase)
                 .collect();
             let words: Vec<&str> = words.iter().map(String::as_str).collect();
+            match words.as_slice() {
+                ["addhandler", name, exts @ ..] => {
+                    h.handlers.push(Handler {
+                        name: name.to_string(),
+                        exts: Some(
+                            exts.iter()
+                                .map(|e| e.trim_start_matches('.').to_owned())
+                                .collect(),
+                        ),
+                    });
+                    continue;
+                }
+                ["sethandler", name] => {
+                    h.handlers.push(Handler {
+                        name: name.to_string(),
+                        exts: None,
+                    });
+                    continue;
+                }
+                _ => {}
+            }
             let deny = match words.as_slice() {
                 ["require", "all", "denied"] | ["deny", "from", "all"] => true,
                 ["require", "all", "granted"] | ["allow", "from", "all"] => false,
@@ -511,6 +560,31 @@ impl Matcher<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handlers_are_read_in_order_with_their_extensions() {
+        let h = Htaccess::parse(
+            "# AddHandler cgi-script .fcgi\n\
+             <IfModule mod_fcgid.c>\n  AddHandler fcgid-script .fcgi\n</IfModule>\n\
+             <IfModule !mod_fcgid.c>\n  AddHandler FastCGI-Script .FCGI .fcg\n</IfModule>\n\
+             AddHandler cgi-script .cgi .pl\n\
+             <Files mysite.fcgi>\n  SetHandler cgi-script\n</Files>\n",
+        );
+        let names: Vec<&str> = h.handlers.iter().map(|x| x.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["fcgid-script", "fastcgi-script", "cgi-script", "cgi-script"]
+        );
+        let applies: Vec<bool> = h
+            .handlers
+            .iter()
+            .map(|x| x.applies_to("mysite.fcgi"))
+            .collect();
+        assert_eq!(applies, [true, true, false, true]);
+        assert!(h.handlers[1].applies_to("site.fcg"));
+        assert!(h.handlers[2].applies_to("run.cgi.bak"));
+        assert!(!h.handlers[0].applies_to("fcgi"));
+    }
 
     #[test]
     fn filesmatch_regexes_search_the_name() {

@@ -451,8 +451,7 @@ fn check_shows_limits_debug_proxies_and_web_server_addrs() {
     for want in [
         "  script_name     /blog".to_owned(),
         "  trusted_proxies 127.0.0.1, 10.0.0.0/8".to_owned(),
-        "  debug           true: 500 pages show the traceback to clients from 203.0.113.7"
-            .to_owned(),
+        "  debug           true (see the warning below)".to_owned(),
         "  debug_allow     203.0.113.7".to_owned(),
         format!("  watch           {}", root.www.join("other.py").display()),
         "  pin_cpu         false".to_owned(),
@@ -703,4 +702,52 @@ fn check_world_readable_site_toml_and_log_are_counted_warnings() {
         ],
         "OK (2 warnings)",
     );
+}
+
+#[test]
+fn check_tells_the_mode_from_the_handlers_the_htaccess_names() {
+    let root = WebRoot::new("check-mode");
+    root.write_site("echo:app", &root.outside_log(), "");
+    let shipped = |name: &str| {
+        fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("htaccess")
+                .join(name),
+        )
+        .expect("shipped .htaccess")
+    };
+    let rows = [
+        (
+            shipped("fcgid.htaccess"),
+            "FastCGI via mod_fcgid (from .htaccess)",
+        ),
+        // "fastcgi-script" holds "cgi-script": one handler, one mode.
+        (
+            shipped("fastcgi.htaccess"),
+            "FastCGI via mod_fastcgi (from .htaccess)",
+        ),
+        (
+            shipped("cgi.htaccess"),
+            "plain CGI via mod_cgi (from .htaccess)",
+        ),
+        (
+            shipped("auto.htaccess"),
+            "the first of these the server has: FastCGI via mod_fcgid, then FastCGI via \
+             mod_fastcgi, then plain CGI via mod_cgi (from .htaccess)",
+        ),
+        // A handler for other extensions, and one in a comment, do not count.
+        (
+            "# AddHandler fcgid-script .fcgi\nAddHandler cgi-script .cgi .pl\n".to_owned(),
+            ".htaccess names no handler for mysite.fcgi: the server's defaults decide",
+        ),
+        (
+            "<Files mysite.fcgi>\n  SetHandler fcgid-script\n</Files>\n".to_owned(),
+            "FastCGI via mod_fcgid (from .htaccess)",
+        ),
+    ];
+    for (htaccess, mode) in rows {
+        fs::write(root.www.join(".htaccess"), &htaccess).expect("write .htaccess");
+        let out = root.check(&[], &[]);
+        assert_line(&out, &format!("mode              {mode}"));
+    }
 }
