@@ -242,7 +242,7 @@ const KEYS: &[(&str, &str)] = &[
 /// (the executable as invoked, not /proc/self/exe, so that one shared binary
 /// symlinked into several web roots reads each site's own file).
 pub fn locate(script: &Path) -> PathBuf {
-    if let Some(p) = std::env::var_os("FCGI_SHIM_SITE").filter(|p| !p.is_empty()) {
+    if let Some(p) = site_from_env() {
         return absolute(Path::new(&p));
     }
     let dir = script
@@ -250,6 +250,11 @@ pub fn locate(script: &Path) -> PathBuf {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     absolute(&dir.join(SITE_FILE))
+}
+
+/// `FCGI_SHIM_SITE`, unless unset or empty.
+fn site_from_env() -> Option<std::ffi::OsString> {
+    std::env::var_os("FCGI_SHIM_SITE").filter(|p| !p.is_empty())
 }
 
 /// Where `runfcgi` finds site.toml: `FCGI_SHIM_SITE` when set, else beside
@@ -262,7 +267,7 @@ pub fn locate(script: &Path) -> PathBuf {
 /// choice.
 pub fn locate_runfcgi(script: &Path) -> (PathBuf, Option<PathBuf>) {
     let beside = locate(script);
-    if std::env::var_os("FCGI_SHIM_SITE").is_some_and(|p| !p.is_empty()) || beside.exists() {
+    if site_from_env().is_some() || beside.exists() {
         return (beside, None);
     }
     let here = absolute(Path::new(SITE_FILE));
@@ -496,11 +501,12 @@ pub fn parse(file: &Path, text: &str) -> Result<Site, Error> {
                 let path = dir.join(&s);
                 // Checked here, not at spawn: a missing directory then fails
                 // with this line and key instead of "cannot run python".
-                if !path.is_dir() {
-                    let why = match std::fs::metadata(&path) {
-                        Ok(_) => "is not a directory".to_owned(),
-                        Err(e) => format!("cannot be used: {e}"),
-                    };
+                let why = match std::fs::metadata(&path) {
+                    Ok(m) if m.is_dir() => None,
+                    Ok(_) => Some("is not a directory".to_owned()),
+                    Err(e) => Some(format!("cannot be used: {e}")),
+                };
+                if let Some(why) = why {
                     return Err(err(
                         vspan,
                         Some(name),

@@ -274,17 +274,16 @@ fn parse_bool(name: &str, v: &str) -> Result<bool, String> {
     }
 }
 
-/// A whole number from `min` to u32::MAX. `zero`: what 0 means, for the
-/// message, when `min` is 0.
-fn parse_count(name: &str, v: &str, min: u64, zero: &str) -> Result<u64, String> {
+/// A whole number up to u32::MAX. `zero`: what 0 means where 0 is allowed
+/// (said in the message); None: at least 1.
+fn parse_count(name: &str, v: &str, zero: Option<&str>) -> Result<u64, String> {
     match v.trim().parse::<u64>() {
-        Ok(n) if n >= min && n <= u32::MAX as u64 => Ok(n),
+        Ok(n) if (n > 0 || zero.is_some()) && n <= u32::MAX as u64 => Ok(n),
         _ => Err(format!(
             "{name}={v} is not valid; give a whole number, {}",
-            if min == 0 {
-                format!("0 or more (0: {zero})")
-            } else {
-                format!("at least {min}")
+            match zero {
+                Some(meaning) => format!("0 or more (0: {meaning})"),
+                None => "at least 1".to_owned(),
             }
         )),
     }
@@ -453,12 +452,12 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
                     }
                 }
             }
-            "maxrequests" => o.max_requests = parse_count(&name, v, 0, "no limit")?,
-            "maxspare" => o.max_spare = parse_count(&name, v, 1, "")? as usize,
+            "maxrequests" => o.max_requests = parse_count(&name, v, Some("no limit"))?,
+            "maxspare" => o.max_spare = parse_count(&name, v, None)? as usize,
             "minspare" => {
-                o.min_spare = parse_count(&name, v, 0, "no idle child kept in reserve")? as usize
+                o.min_spare = parse_count(&name, v, Some("no idle child kept in reserve"))? as usize
             }
-            "maxchildren" => o.max_children = parse_count(&name, v, 1, "")? as usize,
+            "maxchildren" => o.max_children = parse_count(&name, v, None)? as usize,
             "daemonize" => o.daemonize = parse_bool(&name, v)?,
             "debug" => o.debug = parse_bool(&name, v)?,
             "pidfile" => o.pidfile = Some(parse_path(&name, v)?),
