@@ -188,11 +188,10 @@ def processes_referring_to(root):
                 cwd = os.readlink(f"/proc/{pid}/cwd")
             except OSError:
                 pass
-            with open(f"/proc/{pid}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if state == "Z":
+        stat = proc_stat(pid)
+        if stat is None or stat[0] == "Z":
             continue
         if root in exe or root in cwd or root in cmdline:
             found.append((pid, f"pid {pid} exe={exe} cwd={cwd} cmdline={cmdline.strip()}"))
@@ -360,12 +359,19 @@ def stop_stale_apache(pidfile):
         subprocess.run(["apache2", "-f", str(conf), "-k", "stop"], capture_output=True)
 
 
-def _is_zombie(pid):
+def proc_stat(pid):
+    """The fields of /proc/PID/stat after the command name (state first,
+    then ppid), or None when the process is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+            return f.read().rsplit(")", 1)[1].split()
     except OSError:
-        return True
+        return None
+
+
+def _is_zombie(pid):
+    stat = proc_stat(pid)
+    return stat is None or stat[0] == "Z"
 
 
 class Site:
@@ -938,20 +944,23 @@ def lighttpd_bin_path(site, max_procs=None):
     return Lighttpd(site.root / "lt", from_template("lighttpd-bin-path.conf", repl))
 
 
-def lighttpd_socket(site):
-    """shim-templates/lighttpd-socket.conf for the site, with the change
-    its comment gives for serving existing files (static/) directly: the
-    last rewrite-once rule becomes url.rewrite-if-not-file. /media/ is
-    aliased to the site's static files."""
-    return Lighttpd(site.root / "lt", from_template("lighttpd-socket.conf", [
+def lighttpd_socket(site, media=None, static_files=True):
+    """shim-templates/lighttpd-socket.conf for the site: what its header
+    says to replace (the document root, the socket path, the /media/ alias,
+    to `media` or else the site's static files) and, with static_files, the
+    change its comment gives for serving existing files (static/) directly:
+    the last rewrite-once rule becomes url.rewrite-if-not-file."""
+    repl = [
         ('server.document-root := "/home/user/public_html"',
          f'server.document-root := "{site.www}"'),
         ('"socket" => "/home/user/mysite.sock"', f'"socket" => "{site.sock}"'),
         ('"/media/" => "/home/user/django/contrib/admin/media/"',
-         f'"/media/" => "{site.dir}/static/"'),
-        ('    "^(/.*)$" => "/mysite.fcgi$1",\n)\n',
-         ')\nurl.rewrite-if-not-file = ( "^(/.*)$" => "/mysite.fcgi$1" )\n'),
-    ]))
+         f'"/media/" => "{media or site.dir / "static"}/"'),
+    ]
+    if static_files:
+        repl.append(('    "^(/.*)$" => "/mysite.fcgi$1",\n)\n',
+                     ')\nurl.rewrite-if-not-file = ( "^(/.*)$" => "/mysite.fcgi$1" )\n'))
+    return Lighttpd(site.root / "lt", from_template("lighttpd-socket.conf", repl))
 
 
 def nginx_spawn_fcgi(site):
@@ -1084,13 +1093,10 @@ def lighttpd_host_port(site, port):
     ]))
 
 
-def _proc_ppid(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return None if fields[0] == "Z" else int(fields[1])
+def parent_of(pid):
+    """The parent's pid of a live process; None when pid is gone or a zombie."""
+    stat = proc_stat(pid)
+    return None if stat is None or stat[0] == "Z" else int(stat[1])
 
 
 def live_pids():
@@ -1098,7 +1104,7 @@ def live_pids():
     found = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            ppid = _proc_ppid(int(entry))
+            ppid = parent_of(int(entry))
             if ppid is not None:
                 found[int(entry)] = ppid
     return found

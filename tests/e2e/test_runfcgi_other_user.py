@@ -27,11 +27,10 @@ from e2e_harness import (
     VENV,
     WWW_USER,
     FrontedSite,
-    Lighttpd,
     UserRunFcgi,
     alive,
     apache_proxy_fcgi,
-    from_template,
+    lighttpd_socket,
     owner_of,
     private_sockdir,
     processes_referring_to,
@@ -40,6 +39,7 @@ from e2e_harness import (
     start_lines,
     tail,
 )
+
 
 def template_start(site, template, uid, gid, umask=True):
     line = start_lines(template)
@@ -67,17 +67,6 @@ def connect_as(user, path):
                          user=user, group=pwd.getpwnam(user).pw_gid, extra_groups=[],
                          capture_output=True, text=True, timeout=30, env=SERVER_ENV)
     return int(out.stdout.strip())
-
-
-def lighttpd_socket_as_shipped(site, media):
-    """shim-templates/lighttpd-socket.conf with only what its header says to
-    replace: the document root, the socket path, the /media alias."""
-    return Lighttpd(site.root / "lt", from_template("lighttpd-socket.conf", [
-        ('server.document-root := "/home/user/public_html"',
-         f'server.document-root := "{site.www}"'),
-        ('"socket" => "/home/user/mysite.sock"', f'"socket" => "{site.sock}"'),
-        ('"/media/" => "/home/user/django/contrib/admin/media/"', f'"/media/" => "{media}/"'),
-    ]))
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +100,7 @@ def test_runfcgi_as_the_sites_user_needs_the_templates_umask(make_site, user_ids
         denied = APACHE_DENIED.format(sock=re.escape(str(site.sock)))
     else:
         template = "lighttpd-socket.conf"
-        site.front = lighttpd_socket_as_shipped(site, media)
+        site.front = lighttpd_socket(site, media, static_files=False)
         denied = LIGHTTPD_DENIED.format(sock=re.escape(str(site.sock)))
 
     # 1. Without umask= (the daemon's default 022): the socket is the site

@@ -25,6 +25,7 @@ from e2e_harness import (
     free_port,
     from_template,
     owner_of,
+    parent_of,
     private_sockdir,
     processes_referring_to,
     render_toml,
@@ -37,9 +38,7 @@ from e2e_harness import (
 
 def ppid_exe(pid):
     """The executable of pid's parent: which mysite.fcgi runs that worker."""
-    with open(f"/proc/{pid}/stat") as f:
-        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-    return os.readlink(f"/proc/{ppid}/exe")
+    return os.readlink(f"/proc/{parent_of(pid)}/exe")
 
 
 def worker_pid(r):
