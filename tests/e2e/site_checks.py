@@ -1,7 +1,7 @@
 """What every setup must give the Django project and the Flask app of
 tests/sites, whatever the web server in front (Apache with mod_fcgid or
 CGI, lighttpd, nginx) and wherever the site is mounted (prefix "" or
-"/blog"). The test modules of each setup call these with their sites.
+"/blog"). The test modules of each setup run them as SiteChecks.
 
 Django: the admin login (CSRF cookie and token, session cookie, redirect
 back to the admin), reverse() and {% static %} without "mysite.fcgi",
@@ -162,6 +162,46 @@ def flask_authorization(site, prefix=""):
     assert (r.status_code, r.text) == (200, "authorization=Basic YWxpY2U6czNjcmV0OiBwdw==\n")
     r = site.get(f"{prefix}/auth")
     assert (r.status_code, r.text) == (200, "authorization=(none)\n")
+
+
+def media_alias(site):
+    """/media/ aliased to the collected static files, as the templates'
+    how-to has it, and kept away from the app."""
+    r = site.get("/media/pages/site.css")
+    assert r.status_code == 200, r.text
+    assert r.content == (site.dir / "static/pages/site.css").read_bytes()
+
+
+# -- the checks as tests ---------------------------------------------------------
+
+
+class SiteChecks:
+    """The checks above as tests, for a test module whose fixtures `dj`
+    (the Django project) and `fl` (the Flask app) give its sites, mounted
+    at `prefix`. A module runs them with `class Test...(SiteChecks)`."""
+
+    prefix = ""
+
+    def test_django_admin_login(self, dj, admin_password):
+        django_admin_login(dj, admin_password, self.prefix)
+
+    def test_django_reverse_has_no_mysite_fcgi(self, dj):
+        django_reverse(dj, self.prefix)
+
+    def test_django_static_file_served_by_the_web_server(self, dj):
+        django_static_file(dj, self.prefix)
+
+    def test_django_404(self, dj):
+        django_404(dj, self.prefix)
+
+    def test_flask_url_for_has_no_mysite_fcgi(self, fl):
+        flask_url_for(fl, self.prefix)
+
+    def test_flask_10mib_upload(self, fl):
+        flask_upload(fl, self.prefix)
+
+    def test_flask_authorization_header(self, fl):
+        flask_authorization(fl, self.prefix)
 
 
 # -- private files -------------------------------------------------------------

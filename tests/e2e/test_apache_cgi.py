@@ -43,6 +43,11 @@ def fl(make_module_site):
     site.stop()
 
 
+class TestApacheCgi(check.SiteChecks):
+    """Under plain CGI. The upload meets no FcgidMaxRequestLen: the body
+    is piped through."""
+
+
 def test_auto_htaccess_falls_back_to_cgi(make_module_site):
     site = cgi_site(make_module_site, "wsgi", "cgi-probe")
     (site.app / "cgiprobe.py").write_text(PROBE)
@@ -74,22 +79,6 @@ def test_auto_htaccess_falls_back_to_cgi(make_module_site):
 # -- the Django project ---------------------------------------------------------
 
 
-def test_django_admin_login(dj, admin_password):
-    check.django_admin_login(dj, admin_password)
-
-
-def test_django_reverse_has_no_mysite_fcgi(dj):
-    check.django_reverse(dj)
-
-
-def test_django_static_file_served_by_apache(dj):
-    check.django_static_file(dj)
-
-
-def test_django_404(dj):
-    check.django_404(dj)
-
-
 def test_django_every_request_has_a_process_of_its_own(dj):
     pids = set()
     for _ in range(3):
@@ -100,19 +89,6 @@ def test_django_every_request_has_a_process_of_its_own(dj):
 
 
 # -- the Flask app ----------------------------------------------------------------
-
-
-def test_flask_url_for_has_no_mysite_fcgi(fl):
-    check.flask_url_for(fl)
-
-
-def test_flask_10mib_upload(fl):
-    # No FcgidMaxRequestLen under CGI: the body is piped through.
-    check.flask_upload(fl)
-
-
-def test_flask_authorization_header(fl):
-    check.flask_authorization(fl)
 
 
 def test_flask_every_request_has_a_process_of_its_own(fl):

@@ -57,46 +57,18 @@ def fl(make_module_site, setup):
     site.stop()
 
 
+class TestLighttpd(check.SiteChecks):
+    """Behind lighttpd, in each of SETUPS."""
+
+
 # -- the Django project ---------------------------------------------------------
 
 
-def test_django_admin_login(dj, admin_password):
-    check.django_admin_login(dj, admin_password)
-
-
-def test_django_reverse_has_no_mysite_fcgi(dj):
-    check.django_reverse(dj)
-
-
-def test_django_static_file_served_by_lighttpd(dj):
-    check.django_static_file(dj)
-
-
-def test_django_404(dj):
-    check.django_404(dj)
-
-
 def test_media_alias_serves_files(dj):
-    # Both templates alias /media/ (here to the collected static files);
-    # lighttpd-socket.conf's rewrite-once keeps /media away from the app.
-    r = dj.get("/media/pages/site.css")
-    assert r.status_code == 200, r.text
-    assert r.content == (dj.dir / "static/pages/site.css").read_bytes()
+    check.media_alias(dj)
 
 
 # -- the Flask app ----------------------------------------------------------------
-
-
-def test_flask_url_for_has_no_mysite_fcgi(fl):
-    check.flask_url_for(fl)
-
-
-def test_flask_10mib_upload(fl):
-    check.flask_upload(fl)
-
-
-def test_flask_authorization_header(fl):
-    check.flask_authorization(fl)
 
 
 def test_private_files_are_403_and_public_ones_served(fl):

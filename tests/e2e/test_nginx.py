@@ -30,46 +30,19 @@ def fl(make_module_site):
     site.stop()
 
 
+class TestNginx(check.SiteChecks):
+    """Behind nginx. The upload is above nginx's default
+    client_max_body_size (1m): the template's 64m must be in effect."""
+
+
 # -- the Django project ---------------------------------------------------------
 
 
-def test_django_admin_login(dj, admin_password):
-    check.django_admin_login(dj, admin_password)
-
-
-def test_django_reverse_has_no_mysite_fcgi(dj):
-    check.django_reverse(dj)
-
-
-def test_django_static_file_served_by_nginx(dj):
-    check.django_static_file(dj)
-
-
-def test_django_404(dj):
-    check.django_404(dj)
-
-
 def test_media_alias_serves_files(dj):
-    r = dj.get("/media/pages/site.css")
-    assert r.status_code == 200, r.text
-    assert r.content == (dj.dir / "static/pages/site.css").read_bytes()
+    check.media_alias(dj)
 
 
 # -- the Flask app ----------------------------------------------------------------
-
-
-def test_flask_url_for_has_no_mysite_fcgi(fl):
-    check.flask_url_for(fl)
-
-
-def test_flask_10mib_upload(fl):
-    # Above nginx's default client_max_body_size (1m): the template's 64m
-    # must be in effect.
-    check.flask_upload(fl)
-
-
-def test_flask_authorization_header(fl):
-    check.flask_authorization(fl)
 
 
 def test_flask_is_served_by_one_persistent_process(fl):

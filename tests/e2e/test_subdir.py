@@ -41,42 +41,23 @@ def fl(make_module_site, server):
     site.stop()
 
 
-def test_django_reverse_gives_blog_urls(dj):
-    check.django_reverse(dj, PREFIX)
+class TestSubdir(check.SiteChecks):
+    """Mounted at /blog."""
+
+    prefix = PREFIX
+
+
+def test_django_sees_blog_as_its_script_name(dj):
     r = dj.get(f"{PREFIX}/")
     assert r.status_code == 200, r.text
     assert check.dd(r.text, "path-info") == "/"
     assert check.dd(r.text, "form-url") == f"{PREFIX}/form/"
 
 
-def test_django_admin_login(dj, admin_password):
-    check.django_admin_login(dj, admin_password, PREFIX)
-
-
-def test_django_static_file_served_by_the_server(dj):
-    check.django_static_file(dj, PREFIX)
-
-
-def test_django_404(dj):
-    check.django_404(dj, PREFIX)
-
-
 def test_urls_outside_blog_do_not_reach_the_app(dj):
     r = dj.get("/hello/")
     assert r.status_code == 404
     assert "djsite" not in r.text
-
-
-def test_flask_url_for_gives_blog_urls(fl):
-    check.flask_url_for(fl, PREFIX)
-
-
-def test_flask_10mib_upload(fl):
-    check.flask_upload(fl, PREFIX)
-
-
-def test_flask_authorization_header(fl):
-    check.flask_authorization(fl, PREFIX)
 
 
 def test_site_toml_is_403(fl):
