@@ -1537,6 +1537,14 @@ fn app_lines(srv: &Server, from: usize) -> Vec<String> {
         .collect()
 }
 
+/// Fails unless the app's output after `from` has each of `want` as a line.
+fn assert_app_lines(srv: &Server, from: usize, want: &[&str]) {
+    let lines = app_lines(srv, from);
+    for w in want {
+        assert!(lines.iter().any(|l| l == w), "{w:?} not in {lines:#?}");
+    }
+}
+
 #[test]
 fn a_request_without_request_uri_is_still_named_in_the_log() {
     // Not every server sends REQUEST_URI: the log names SCRIPT_NAME +
@@ -1580,19 +1588,14 @@ fn app_raising_before_headers_gets_a_fixed_500_and_the_traceback_is_logged() {
             from,
             &format!("error: request GET /{route}: the app failed (traceback above)"),
         );
-        let lines = app_lines(&srv, from);
-        assert!(
-            lines
-                .iter()
-                .any(|l| l == "Traceback (most recent call last):"),
-            "{lines:#?}"
-        );
-        assert!(lines.iter().any(|l| l == marker), "{lines:#?}");
-        assert!(
-            lines
-                .iter()
-                .any(|l| l == &format!("fcgi-shim-worker: app failed on GET /{route}:")),
-            "{lines:#?}"
+        assert_app_lines(
+            &srv,
+            from,
+            &[
+                "Traceback (most recent call last):",
+                marker,
+                &format!("fcgi-shim-worker: app failed on GET /{route}:"),
+            ],
         );
     }
     assert_eq!(
@@ -1619,13 +1622,7 @@ fn app_raising_after_headers_cuts_the_response_and_logs_it() {
         from,
         "error: request GET /raise_after_body: the app failed (traceback above)",
     );
-    let lines = app_lines(&srv, from);
-    assert!(
-        lines
-            .iter()
-            .any(|l| l == "RuntimeError: marker-raise-after-body"),
-        "{lines:#?}"
-    );
+    assert_app_lines(&srv, from, &["RuntimeError: marker-raise-after-body"]);
     assert_unharmed(&srv, &before);
 }
 
@@ -1642,18 +1639,13 @@ fn app_raising_in_close_is_logged_and_close_failure_of_a_held_back_body_is_a_500
         from,
         "error: request GET /close_raises_streamed: the app failed (traceback above)",
     );
-    let lines = app_lines(&srv, from);
-    assert!(
-        lines
-            .iter()
-            .any(|l| l == "fcgi-shim-worker: close() failed on GET /close_raises_streamed:"),
-        "{lines:#?}"
-    );
-    assert!(
-        lines
-            .iter()
-            .any(|l| l == "RuntimeError: marker-close-raises-streamed"),
-        "{lines:#?}"
+    assert_app_lines(
+        &srv,
+        from,
+        &[
+            "fcgi-shim-worker: close() failed on GET /close_raises_streamed:",
+            "RuntimeError: marker-close-raises-streamed",
+        ],
     );
     // A list body waits for close() (it goes out with D): nothing was sent
     // when close() failed, so the visitor gets the fixed 500.
@@ -1665,13 +1657,7 @@ fn app_raising_in_close_is_logged_and_close_failure_of_a_held_back_body_is_a_500
         from,
         "error: request GET /close_raises_buffered: the app failed (traceback above)",
     );
-    let lines = app_lines(&srv, from);
-    assert!(
-        lines
-            .iter()
-            .any(|l| l == "RuntimeError: marker-close-raises-buffered"),
-        "{lines:#?}"
-    );
+    assert_app_lines(&srv, from, &["RuntimeError: marker-close-raises-buffered"]);
     assert_unharmed(&srv, &before);
 }
 
@@ -1694,8 +1680,7 @@ fn app_returning_a_non_iterable_gets_a_500() {
             from,
             &format!("error: request GET /{route}: the app failed (traceback above)"),
         );
-        let lines = app_lines(&srv, from);
-        assert!(lines.iter().any(|l| l == marker), "{route}: {lines:#?}");
+        assert_app_lines(&srv, from, &[marker]);
     }
     assert_unharmed(&srv, &before);
 }
