@@ -634,12 +634,48 @@ def stop_process(proc_or_pid, sig=signal.SIGTERM, timeout=10):
     return False
 
 
-class Lighttpd:
+class ForegroundServer:
+    """A web server run in the foreground from a private config (Lighttpd,
+    Nginx): its own config test first, then the server, stopped with
+    SIGTERM. A subclass sets `name`, conf, error_log, access_log, out_log,
+    port, proc."""
+
+    name = ""
+
+    def launch(self, test_cmd, cmd):
+        check = subprocess.run(test_cmd, env=SERVER_ENV, capture_output=True, text=True)
+        if check.returncode != 0:
+            raise RuntimeError(f"{' '.join(test_cmd[:2])} refused {self.conf}:\n"
+                               f"{check.stdout}{check.stderr}")
+        with open(self.out_log, "ab") as out:
+            self.proc = subprocess.Popen(cmd, env=SERVER_ENV, stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=out, start_new_session=True)
+        if not wait_for_port(self.port, self.proc):
+            raise RuntimeError(f"{self.name} did not listen on {self.port}:\n"
+                               f"{tail(self.out_log)}\n{tail(self.error_log)}")
+
+    def stop(self):
+        """SIGTERM: the server stops, and takes what it spawned along."""
+        if self.proc is None:
+            return True
+        clean = stop_process(self.proc, signal.SIGTERM, timeout=15)
+        self.proc = None
+        return clean
+
+    def report(self):
+        return [(f"{self.name} error log " + str(self.error_log), tail(self.error_log)),
+                (f"{self.name} access log", tail(self.access_log, 60)),
+                (f"{self.name} stdout/stderr", tail(self.out_log, 60))]
+
+
+class Lighttpd(ForegroundServer):
     """One private lighttpd in the foreground (`lighttpd -D`), started as
     root and running as www-data (server.username), as Debian's does. The
     base config is the minimum Debian's lighttpd.conf gives (document root,
     mime types, static files); the site's part is `include`d from a
     shipped template."""
+
+    name = "lighttpd"
 
     def __init__(self, directory, site_conf):
         self.dir = Path(directory)
@@ -686,36 +722,16 @@ accesslog.filename = "{self.access_log}"
         self.port = free_port()
         self.include.write_text(self.site_conf)
         self.conf.write_text(self.config_text())
-        check = subprocess.run(["lighttpd", "-tt", "-f", str(self.conf)], env=SERVER_ENV,
-                               capture_output=True, text=True)
-        if check.returncode != 0:
-            raise RuntimeError(f"lighttpd -tt refused {self.conf}:\n{check.stdout}{check.stderr}")
-        with open(self.out_log, "ab") as out:
-            self.proc = subprocess.Popen(["lighttpd", "-D", "-f", str(self.conf)], env=SERVER_ENV,
-                                         stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                         start_new_session=True)
-        if not wait_for_port(self.port, self.proc):
-            raise RuntimeError(f"lighttpd did not listen on {self.port}:\n"
-                               f"{tail(self.out_log)}\n{tail(self.error_log)}")
-
-    def stop(self):
-        """SIGTERM: lighttpd stops and takes the processes it spawned along."""
-        if self.proc is None:
-            return True
-        clean = stop_process(self.proc, signal.SIGTERM, timeout=15)
-        self.proc = None
-        return clean
-
-    def report(self):
-        return [("lighttpd error log " + str(self.error_log), tail(self.error_log)),
-                ("lighttpd access log", tail(self.access_log, 60)),
-                ("lighttpd stdout/stderr", tail(self.out_log, 60))]
+        self.launch(["lighttpd", "-tt", "-f", str(self.conf)],
+                    ["lighttpd", "-D", "-f", str(self.conf)])
 
 
-class Nginx:
+class Nginx(ForegroundServer):
     """One private nginx in the foreground, workers as www-data (`user
     www-data;`); the server { } block is a shipped template whose `listen
     80;` becomes a free port of 127.0.0.1."""
+
+    name = "nginx"
 
     def __init__(self, directory, server_conf):
         self.dir = Path(directory)
@@ -760,27 +776,7 @@ http {{
         # `include fastcgi_params` is relative to the directory of nginx.conf.
         shutil.copy("/etc/nginx/fastcgi_params", self.dir / "fastcgi_params")
         cmd = ["nginx", "-c", str(self.conf), "-p", f"{self.dir}/", "-e", str(self.error_log)]
-        check = subprocess.run(cmd + ["-t"], env=SERVER_ENV, capture_output=True, text=True)
-        if check.returncode != 0:
-            raise RuntimeError(f"nginx -t refused {self.conf}:\n{check.stdout}{check.stderr}")
-        with open(self.out_log, "ab") as out:
-            self.proc = subprocess.Popen(cmd, env=SERVER_ENV, stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=out, start_new_session=True)
-        if not wait_for_port(self.port, self.proc):
-            raise RuntimeError(f"nginx did not listen on {self.port}:\n"
-                               f"{tail(self.out_log)}\n{tail(self.error_log)}")
-
-    def stop(self):
-        if self.proc is None:
-            return True
-        clean = stop_process(self.proc, signal.SIGTERM, timeout=15)
-        self.proc = None
-        return clean
-
-    def report(self):
-        return [("nginx error log " + str(self.error_log), tail(self.error_log)),
-                ("nginx access log", tail(self.access_log, 60)),
-                ("nginx stdout/stderr", tail(self.out_log, 60))]
+        self.launch(["nginx", "-t"] + cmd[1:], cmd)
 
 
 class SpawnFcgi:
