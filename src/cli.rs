@@ -387,13 +387,7 @@ fn show_site(r: &mut Report, s: &Site) {
     r.line("  io_timeout", seconds(l.io_timeout, "0 s"));
     r.line("  startup_timeout", seconds(l.startup_timeout, "0 s"));
     for (k, v) in &s.env {
-        let secret = ["SECRET", "PASSWORD", "PASSWD", "TOKEN", "KEY"]
-            .iter()
-            .any(|w| k.to_uppercase().contains(w));
-        r.line(
-            &format!("  env.{k}"),
-            if secret { "(hidden)".into() } else { v.clone() },
-        );
+        r.line(&format!("  env.{k}"), env_shown(k, v));
     }
     web_server_addrs(r);
     for missing in s.search_path.iter().filter(|p| !p.is_dir()) {
@@ -455,6 +449,32 @@ fn joined<T: std::fmt::Display>(items: impl IntoIterator<Item = T>, none: &str) 
     } else {
         shown.join(", ")
     }
+}
+
+/// An [env] value as `check` prints it: people paste the report into
+/// support tickets, so a value whose name looks secret is hidden, and so
+/// is the password of a URL (`postgres://user:PASSWORD@host/db`).
+fn env_shown(name: &str, value: &str) -> String {
+    const SECRET: [&str; 9] = [
+        "SECRET", "PASS", "PWD", "TOKEN", "KEY", "CRED", "AUTH", "PRIVATE", "SALT",
+    ];
+    let upper = name.to_ascii_uppercase();
+    if SECRET.iter().any(|w| upper.contains(w)) {
+        return "(hidden)".into();
+    }
+    // scheme://user:password@host...: the userinfo ends at the last '@'
+    // before the path.
+    if let Some(start) = value.find("://").map(|i| i + 3) {
+        let authority_end = value[start..]
+            .find(['/', '?', '#'])
+            .map_or(value.len(), |i| start + i);
+        if let Some(at) = value[start..authority_end].rfind('@').map(|i| start + i)
+            && let Some(colon) = value[start..at].find(':').map(|i| start + i)
+        {
+            return format!("{}(hidden){}", &value[..=colon], &value[at..]);
+        }
+    }
+    value.to_owned()
 }
 
 /// Who a debug_allow list lets see tracebacks, in words.
@@ -683,6 +703,40 @@ fn web_server_mode(script: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_values_that_look_secret_are_hidden() {
+        for (name, value, shown) in [
+            (
+                "DJANGO_SETTINGS_MODULE",
+                "djsite.settings",
+                "djsite.settings",
+            ),
+            ("SECRET_KEY", "x", "(hidden)"),
+            ("DB_PASS", "hunter2", "(hidden)"),
+            ("MYSQL_PWD", "hunter2", "(hidden)"),
+            ("API_CREDENTIALS", "abc", "(hidden)"),
+            ("github_token", "abc", "(hidden)"),
+            (
+                "DATABASE_URL",
+                "postgres://bob:hunter2@db:5432/x",
+                "postgres://bob:(hidden)@db:5432/x",
+            ),
+            (
+                "CACHE",
+                "redis://:p@ss@cache/0",
+                "redis://:(hidden)@cache/0",
+            ),
+            (
+                "HOME_URL",
+                "https://bob@example.com/a:b@c",
+                "https://bob@example.com/a:b@c",
+            ),
+            ("SITE", "https://example.com/", "https://example.com/"),
+        ] {
+            assert_eq!(env_shown(name, value), shown, "{name}={value}");
+        }
+    }
 
     #[test]
     fn sizes_and_seconds_read_as_words() {

@@ -1,4 +1,8 @@
 import os, sys, marshal
+if sys.version_info < (3, 8):
+    sys.stderr.write("fcgi-shim: Python %s (%s) is too old: fcgi-shim needs Python 3.8 or later;"
+                     " set python in site.toml to a newer one\n" % (sys.version.split()[0], sys.executable))
+    sys.exit(3)
 def r(n, b=b""):
     while len(b) < n:
         c = os.read(3, n - len(b))

@@ -751,3 +751,45 @@ fn check_tells_the_mode_from_the_handlers_the_htaccess_names() {
         assert_line(&out, &format!("mode              {mode}"));
     }
 }
+
+#[test]
+fn check_on_a_python_older_than_3_8_names_it_and_the_version_needed() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = WebRoot::new("check-old-python");
+    // A python3 that says it is 3.6: sitecustomize runs before any -c code.
+    let fake = root.tmp.join("py36");
+    fs::create_dir_all(&fake).expect("py36");
+    fs::write(
+        fake.join("sitecustomize.py"),
+        "import sys\nsys.version_info = (3, 6, 15, 'final', 0)\nsys.version = '3.6.15 (fake)'\n",
+    )
+    .expect("sitecustomize.py");
+    let python = fake.join("python3");
+    let script = format!(
+        "#!/bin/sh\nPYTHONPATH={} exec python3 \"$@\"\n",
+        fake.display()
+    );
+    fs::write(&python, script).expect("python3");
+    fs::set_permissions(&python, fs::Permissions::from_mode(0o755)).expect("chmod");
+    root.write_site("echo:app", &root.outside_log(), "");
+    let text = fs::read_to_string(root.site()).expect("site.toml");
+    let text = text.replacen(
+        "python = \"python3\"",
+        &format!("python = {}", toml_str(&python.to_string_lossy())),
+        1,
+    );
+    fs::write(root.site(), text).expect("write site.toml");
+    let out = root.check(&[], &[]);
+    assert!(!out.status.success(), "{}", out.all_text());
+    // sys.executable is the real interpreter the wrapper runs.
+    let said = report(&out).into_iter().any(|l| {
+        l.starts_with("log ")
+            && l.contains(": fcgi-shim: Python 3.6.15 (/")
+            && l.ends_with(
+                ") is too old: fcgi-shim needs Python 3.8 or later; set python in site.toml \
+                 to a newer one",
+            )
+    });
+    assert!(said, "{}", out.all_text());
+    assert_eq!(result(&out), "result            1 problem");
+}
