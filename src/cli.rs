@@ -201,6 +201,7 @@ fn check(script: PathBuf, args: &[String]) -> i32 {
         }
     };
     r.line("interpreter", python.display());
+    server_python(&mut r, &site, &python);
     let w = match Worker::start(&site, false, 1) {
         Ok(w) => w,
         Err(e) => {
@@ -215,6 +216,33 @@ fn check(script: PathBuf, args: &[String]) -> i32 {
     r.log();
     get(&mut r, &site, w, &path, &host);
     r.finish()
+}
+
+/// Warns when the interpreter came from this shell's PATH and the web
+/// server's would give another one (an activated virtualenv, pyenv's
+/// shims): the site would then run a Python that check did not try.
+fn server_python(r: &mut Report, site: &Site, here: &Path) {
+    if site.python.as_deref().is_some_and(|p| p.contains('/')) {
+        return;
+    }
+    let there = worker::find_python_on(site, worker::SERVER_PATH.as_ref());
+    if there.as_deref().is_ok_and(|p| p == here) {
+        return;
+    }
+    let name = site.python.as_deref().unwrap_or("python3");
+    r.warning(format!(
+        "{name} is {} on this shell's PATH, but a web server's PATH ({}) gives {}: the site \
+         may run another Python than this check (an activated virtualenv or pyenv is not seen \
+         by the web server); set python = \"{}\" in {}",
+        here.display(),
+        worker::SERVER_PATH,
+        match &there {
+            Ok(p) => p.display().to_string(),
+            Err(_) => "none".to_owned(),
+        },
+        here.display(),
+        site.file.display()
+    ));
 }
 
 /// The report of an app that did not load: the interpreter's version and
@@ -390,6 +418,13 @@ fn show_site(r: &mut Report, s: &Site) {
         r.line(&format!("  env.{k}"), env_shown(k, v));
     }
     web_server_addrs(r);
+    for (k, _) in s.env.iter().filter(|(k, _)| config::is_key(k)) {
+        r.warning(format!(
+            "env.{k} in {}: `{k}` is a site.toml key, but every line after [env] belongs to \
+             [env], so it only sets an environment variable; move the line above [env]",
+            s.file.display()
+        ));
+    }
     for missing in s.search_path.iter().filter(|p| !p.is_dir()) {
         r.warning(format!(
             "search_path entry {} in {} is not a directory: nothing can be imported from it; \

@@ -577,6 +577,11 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// Is `name` a top-level key of site.toml?
+pub fn is_key(name: &str) -> bool {
+    KEYS.iter().any(|(k, _)| *k == name)
+}
+
 /// The known key closest to a misspelt one, if any is close.
 fn suggest(name: &str) -> Option<&'static str> {
     KEYS.iter()

@@ -196,10 +196,18 @@ fn is_request_variable(name: &[u8]) -> bool {
 /// bare name looked up on PATH), else python3 on PATH, else the standard
 /// places (the seed's restart script runs us with an empty environment).
 pub fn find_python(site: &Site) -> Result<PathBuf, String> {
+    find_python_on(site, &std::env::var_os("PATH").unwrap_or_default())
+}
+
+/// The PATH a web server usually gives its programs (suEXEC's safe path;
+/// Debian's Apache has the same directories and the sbin ones).
+pub const SERVER_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// [`find_python`] with `path` as PATH.
+pub fn find_python_on(site: &Site, path: &std::ffi::OsStr) -> Result<PathBuf, String> {
     let dir = site.file.parent().unwrap_or(Path::new("/"));
     let search = |name: &str| -> Option<PathBuf> {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path)
+        std::env::split_paths(path)
             .map(|d| d.join(name))
             .find(|p| is_executable(p))
     };

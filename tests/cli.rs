@@ -793,3 +793,68 @@ fn check_on_a_python_older_than_3_8_names_it_and_the_version_needed() {
     assert!(said, "{}", out.all_text());
     assert_eq!(result(&out), "result            1 problem");
 }
+
+#[test]
+fn check_warns_when_the_web_servers_path_gives_another_python() {
+    let root = WebRoot::new("check-path-python");
+    root.write_site("echo:app", &root.outside_log(), "");
+    // python = "python3" (bare), found first in a folder of this shell's
+    // PATH that a web server's PATH does not have: as a virtualenv's bin.
+    let bin = root.tmp.join("venv-bin");
+    fs::create_dir_all(&bin).expect("bin");
+    let real = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v python3"])
+            .env("PATH", SERVER_PATH)
+            .output()
+            .expect("command -v")
+            .stdout,
+    )
+    .expect("utf-8");
+    let real = real.trim();
+    std::os::unix::fs::symlink(real, bin.join("python3")).expect("symlink");
+    let path = format!("{}:{SERVER_PATH}", bin.display());
+    let here = bin.join("python3");
+    let out = root.check(&[], &[("PATH", &path)]);
+    assert_ok(
+        &out,
+        &[format!(
+            "warning           python3 is {} on this shell's PATH, but a web server's PATH \
+             (/usr/local/bin:/usr/bin:/bin) gives {real}: the site may run another Python than \
+             this check (an activated virtualenv or pyenv is not seen by the web server); set \
+             python = \"{}\" in {}",
+            here.display(),
+            here.display(),
+            root.site().display()
+        )],
+        "OK (1 warning)",
+    );
+    // The web server's own PATH (server_env's): the same python3, no warning.
+    let out = root.check(&[], &[]);
+    assert_ok(&out, &[], "OK");
+}
+
+#[test]
+fn check_warns_of_a_site_toml_key_written_below_env() {
+    let root = WebRoot::new("check-key-in-env");
+    root.write_site(
+        "echo:app",
+        &root.outside_log(),
+        "[env]\nLANG = \"C.UTF-8\"\ndebug = true\n",
+    );
+    let out = root.check(&[], &[]);
+    assert_line(
+        &out,
+        "  debug           false (tracebacks go to the log, never to a browser)",
+    );
+    assert_ok(
+        &out,
+        &[format!(
+            "warning           env.debug in {}: `debug` is a site.toml key, but every line after \
+             [env] belongs to [env], so it only sets an environment variable; move the line above \
+             [env]",
+            root.site().display()
+        )],
+        "OK (1 warning)",
+    );
+}

@@ -51,10 +51,12 @@ def app(environ, start_response):
     return [body.encode()]
 "#;
 
-/// The real interpreter behind `python3` on PATH, by absolute path: the
-/// seed's restart script runs us with an empty environment (no PATH).
+/// The real interpreter behind `python3` on a web server's PATH, by
+/// absolute path: the seed's restart script runs us with an empty
+/// environment (no PATH).
 fn python() -> String {
     let out = Command::new("python3")
+        .env("PATH", SERVER_PATH)
         .args(["-c", "import sys; print(sys.executable)"])
         .output()
         .expect("run python3");
@@ -1366,11 +1368,7 @@ fn debug_logs_one_line_per_request_and_no_traceback_to_the_client() {
 /// site.toml (as `./manage.py runfcgi` in the project's folder).
 fn from_path(site: &Site, bindir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new("fcgi-shim");
-    let path = format!(
-        "{}:{}",
-        bindir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = format!("{}:{SERVER_PATH}", bindir.display());
     cmd.env_clear()
         .env("PATH", path)
         .arg("runfcgi")

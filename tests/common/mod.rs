@@ -124,10 +124,13 @@ pub fn wait_for_file(path: &Path, timeout: Duration, pred: impl Fn(&str) -> bool
     }
 }
 
+/// The PATH a web server gives its programs (suEXEC's safe path): not the
+/// test runner's, whose python3 may be pyenv's or a virtualenv's.
+pub const SERVER_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
 /// The environment a web server gives: mod_fcgid passes only PATH.
 pub fn server_env(cmd: &mut Command) -> &mut Command {
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+    cmd.env_clear().env("PATH", SERVER_PATH)
 }
 
 /// The shim running as a spawned FastCGI server, killed on drop.
@@ -897,9 +900,10 @@ pub fn mtime_secs(path: &Path) -> i64 {
         .as_secs() as i64
 }
 
-/// The python3 version string the tests run against, e.g. "3.11.7".
+/// The version of the python3 a web server finds, e.g. "3.11.2".
 pub fn python_version() -> String {
     let out = Command::new("python3")
+        .env("PATH", SERVER_PATH)
         .args(["-c", "import platform; print(platform.python_version())"])
         .output()
         .expect("run python3");
