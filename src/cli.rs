@@ -710,12 +710,21 @@ fn web_server_mode(script: &Path) -> String {
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
+    // In the file's order, as Apache reads it: a handler outside any
+    // section replaces those before it (RemoveHandler drops them); one in
+    // an <IfModule> is an alternative, used if its module is there.
     let mut modes: Vec<String> = Vec::new();
     for h in Htaccess::parse(&text).handlers {
         if !h.applies_to(&file) {
             continue;
         }
-        let mode = match h.name.as_str() {
+        if !h.conditional {
+            modes.clear();
+        }
+        let Some(name) = &h.name else {
+            continue;
+        };
+        let mode = match name.as_str() {
             "fcgid-script" => "FastCGI via mod_fcgid".to_owned(),
             "fastcgi-script" => "FastCGI via mod_fastcgi".to_owned(),
             "cgi-script" => "plain CGI via mod_cgi".to_owned(),

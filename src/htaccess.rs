@@ -20,25 +20,34 @@ pub struct Htaccess {
     pub all: Option<bool>,
     /// The `<Files>` and `<FilesMatch>` blocks that deny every client.
     pub files: Vec<Regex>,
-    /// `AddHandler` and `SetHandler` lines, in the file's order, whatever
-    /// section holds them: the shipped auto.htaccess names one handler per
-    /// `<IfModule>`, and the first whose module is loaded is the one used.
+    /// `AddHandler`, `SetHandler` and `RemoveHandler` lines, in the
+    /// file's order, with the section each stands in: the shipped
+    /// auto.htaccess names one handler per `<IfModule>`, and the first
+    /// whose module is loaded is the one used.
     pub handlers: Vec<Handler>,
 }
 
-/// `AddHandler NAME .ext ...` or `SetHandler NAME`, lowercased.
-#[derive(Debug, PartialEq)]
+/// A handler line, its names lowercased and unquoted.
+#[derive(Debug)]
 pub struct Handler {
-    pub name: String,
+    /// The handler; None for `RemoveHandler`.
+    pub name: Option<String>,
     /// The extensions, without their dot; None for `SetHandler` (every file
     /// of its scope).
     pub exts: Option<Vec<String>>,
+    /// The `<Files>` or `<FilesMatch>` block it stands in, if any.
+    scope: Option<Regex>,
+    /// It stands in an `<IfModule>` or another section that may not apply.
+    pub conditional: bool,
 }
 
 impl Handler {
     /// Does it apply to the file `name`? As mod_mime reads names, every
     /// part after the first dot is an extension ("a.fcgi.bak" has two).
     pub fn applies_to(&self, name: &str) -> bool {
+        if self.scope.as_ref().is_some_and(|p| !p.is_match(name)) {
+            return false;
+        }
         let Some(exts) = &self.exts else {
             return true;
         };
@@ -116,26 +125,34 @@ impl Htaccess {
                 .map(str::to_ascii_lowercase)
                 .collect();
             let words: Vec<&str> = words.iter().map(String::as_str).collect();
-            match words.as_slice() {
-                ["addhandler", name, exts @ ..] => {
-                    h.handlers.push(Handler {
-                        name: name.to_string(),
-                        exts: Some(
-                            exts.iter()
-                                .map(|e| e.trim_start_matches('.').to_owned())
-                                .collect(),
-                        ),
-                    });
-                    continue;
+            let handler = match words.as_slice() {
+                ["addhandler", name, exts @ ..] => Some((Some(*name), Some(exts))),
+                ["sethandler", name] => Some((Some(*name), None)),
+                ["removehandler", exts @ ..] => Some((None, Some(exts))),
+                _ => None,
+            };
+            if let Some((name, exts)) = handler {
+                let mut scope = None;
+                let mut readable = true;
+                for s in &open {
+                    if let Section::Files { pattern, .. } = s {
+                        scope = pattern.clone();
+                        readable = pattern.is_some();
+                    }
                 }
-                ["sethandler", name] => {
+                if readable {
                     h.handlers.push(Handler {
-                        name: name.to_string(),
-                        exts: None,
+                        name: name.map(|n| unquote(n).to_owned()),
+                        exts: exts.map(|e| {
+                            e.iter()
+                                .map(|x| unquote(x).trim_start_matches('.').to_owned())
+                                .collect()
+                        }),
+                        scope,
+                        conditional: open.iter().any(|s| !matches!(s, Section::Files { .. })),
                     });
-                    continue;
                 }
-                _ => {}
+                continue;
             }
             let deny = match words.as_slice() {
                 ["require", "all", "denied"] | ["deny", "from", "all"] => true,
@@ -195,20 +212,20 @@ fn unquote(s: &str) -> &str {
 /// with `|`, `^`, `$`, `* + ? {m,n}`, look-aheads `(?=` `(?!`, and a leading
 /// `(?i)`. Anything else (look-behinds, back-references) does not parse, and such a block counts
 /// as denying nothing. A `<Files>` wildcard is compiled to one, anchored.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Regex {
     alts: Vec<Vec<Piece>>,
     icase: bool,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Piece {
     node: Node,
     min: u32,
     max: u32,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Node {
     Char(char),
     /// `.`
@@ -224,7 +241,7 @@ enum Node {
     },
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Class {
     negated: bool,
     ranges: Vec<(char, char)>,
@@ -562,28 +579,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn handlers_are_read_in_order_with_their_extensions() {
+    fn handlers_are_read_in_order_with_their_extensions_and_scope() {
         let h = Htaccess::parse(
             "# AddHandler cgi-script .fcgi\n\
              <IfModule mod_fcgid.c>\n  AddHandler fcgid-script .fcgi\n</IfModule>\n\
-             <IfModule !mod_fcgid.c>\n  AddHandler FastCGI-Script .FCGI .fcg\n</IfModule>\n\
+             <IfModule !mod_fcgid.c>\n  AddHandler \"FastCGI-Script\" .FCGI .fcg\n</IfModule>\n\
              AddHandler cgi-script .cgi .pl\n\
-             <Files mysite.fcgi>\n  SetHandler cgi-script\n</Files>\n",
+             <Files mysite.fcgi>\n  SetHandler cgi-script\n</Files>\n\
+             <FilesMatch \"\\.php$\">\n  SetHandler \"proxy:unix:/run/php.sock|fcgi://localhost\"\n</FilesMatch>\n\
+             RemoveHandler .fcgi\n",
         );
-        let names: Vec<&str> = h.handlers.iter().map(|x| x.name.as_str()).collect();
+        let names: Vec<Option<&str>> = h.handlers.iter().map(|x| x.name.as_deref()).collect();
         assert_eq!(
             names,
-            ["fcgid-script", "fastcgi-script", "cgi-script", "cgi-script"]
+            [
+                Some("fcgid-script"),
+                Some("fastcgi-script"),
+                Some("cgi-script"),
+                Some("cgi-script"),
+                Some("proxy:unix:/run/php.sock|fcgi://localhost"),
+                None,
+            ]
         );
+        let conditional: Vec<bool> = h.handlers.iter().map(|x| x.conditional).collect();
+        assert_eq!(conditional, [true, true, false, false, false, false]);
         let applies: Vec<bool> = h
             .handlers
             .iter()
             .map(|x| x.applies_to("mysite.fcgi"))
             .collect();
-        assert_eq!(applies, [true, true, false, true]);
+        assert_eq!(applies, [true, true, false, true, false, true]);
         assert!(h.handlers[1].applies_to("site.fcg"));
         assert!(h.handlers[2].applies_to("run.cgi.bak"));
         assert!(!h.handlers[0].applies_to("fcgi"));
+        assert!(!h.handlers[3].applies_to("admin.fcgi"));
+        assert!(h.handlers[4].applies_to("index.php"));
     }
 
     #[test]

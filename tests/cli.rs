@@ -744,6 +744,22 @@ fn check_tells_the_mode_from_the_handlers_the_htaccess_names() {
             "<Files mysite.fcgi>\n  SetHandler fcgid-script\n</Files>\n".to_owned(),
             "FastCGI via mod_fcgid (from .htaccess)",
         ),
+        // A later AddHandler for .fcgi replaces the earlier one.
+        (
+            "AddHandler fcgid-script .fcgi\nAddHandler cgi-script .fcgi\n".to_owned(),
+            "plain CGI via mod_cgi (from .htaccess)",
+        ),
+        // A quoted name; a SetHandler for other files.
+        (
+            "AddHandler \"fcgid-script\" .fcgi\n<Files admin.fcgi>\n  SetHandler cgi-script\n\
+             </Files>\n"
+                .to_owned(),
+            "FastCGI via mod_fcgid (from .htaccess)",
+        ),
+        (
+            format!("{}RemoveHandler .fcgi\n", shipped("fcgid.htaccess")),
+            ".htaccess names no handler for mysite.fcgi: the server's defaults decide",
+        ),
     ];
     for (htaccess, mode) in rows {
         fs::write(root.www.join(".htaccess"), &htaccess).expect("write .htaccess");
