@@ -191,7 +191,7 @@ fn check(script: PathBuf, args: &[String]) -> i32 {
     };
     show_site(&mut r, &site);
     log_file(&mut r, &site);
-    permissions(&mut r, &site);
+    permissions(&mut r, &site, &script);
     exposure(&mut r, &site, &script);
     let python = match worker::find_python(&site) {
         Ok(p) => p,
@@ -586,10 +586,15 @@ fn log_file_opens(log: &Path) -> Result<(), (io::Error, PathBuf)> {
     }
 }
 
-/// Warns about secrets other users of the host can read.
-fn permissions(r: &mut Report, s: &Site) {
-    let world_readable =
-        |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o004 != 0);
+/// Warns about secrets other users of the host can read, and about modes
+/// with which Apache will not run the site.
+fn permissions(r: &mut Report, s: &Site, script: &Path) {
+    let mode = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.is_file(), m.permissions().mode()))
+    };
+    let world_readable = |p: &Path| mode(p).is_some_and(|(file, m)| file && m & 0o004 != 0);
     if world_readable(&s.file) {
         r.warning(format!(
             "{} is readable by every user on the host; chmod 600 (or 640) it",
@@ -600,6 +605,34 @@ fn permissions(r: &mut Report, s: &Site) {
         r.warning(format!(
             "log file {} is readable by every user on the host; chmod 600 it",
             log.display()
+        ));
+    }
+    // suEXEC (which mod_fcgid and mod_cgid use on shared hosts) refuses a
+    // program, or a folder holding it, that group or others may write.
+    let dir = script.parent().unwrap_or(Path::new("."));
+    for (what, p, fix) in [
+        ("the executable", script, "755"),
+        ("its folder", dir, "755"),
+    ] {
+        if let Some((_, m)) = mode(p).filter(|(_, m)| m & 0o022 != 0) {
+            r.warning(format!(
+                "{what} {} has mode {:o}: group or others may write it, and suEXEC refuses to \
+                 run such a program (Apache answers 500, suexec.log says \"writable by \
+                 others\"); chmod {fix} {}",
+                p.display(),
+                m & 0o7777,
+                p.display()
+            ));
+        }
+    }
+    let htaccess = dir.join(".htaccess");
+    if let Some((_, m)) = mode(&htaccess).filter(|(_, m)| m & 0o004 == 0) {
+        r.warning(format!(
+            "{} has mode {:o}: Apache reads it as its own user (www-data on Debian), not as you, and \
+             answers every request in this folder with 403 when it cannot; chmod 644 {}",
+            htaccess.display(),
+            m & 0o7777,
+            htaccess.display()
         ));
     }
 }

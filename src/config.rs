@@ -422,6 +422,21 @@ pub fn parse(file: &Path, text: &str) -> Result<Site, Error> {
                 })
                 .collect()
         };
+        // Paths are not read by a shell: a `~` would be a folder named `~`.
+        let path = |s: String| -> Result<String, Error> {
+            if s.starts_with('~') {
+                return Err(err(
+                    vspan.clone(),
+                    Some(name),
+                    format!(
+                        "`{s}`: `~` is not expanded here (no shell reads site.toml); write the \
+                         full path (`echo ~` in a shell shows your home folder's)"
+                    ),
+                ));
+            }
+            Ok(s)
+        };
+        let paths = || -> Result<Vec<String>, Error> { strings()?.into_iter().map(path).collect() };
         let module = |s: String| -> Result<String, Error> {
             let ok = !s.is_empty()
                 && s.split([':', '.']).all(|part| {
@@ -439,8 +454,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Site, Error> {
             }
         };
         match name {
-            "python" => site.python = Some(string()?).filter(|s| !s.is_empty()),
-            "search_path" => site.search_path = strings()?.iter().map(|p| dir.join(p)).collect(),
+            "python" => site.python = Some(path(string()?)?).filter(|s| !s.is_empty()),
+            "search_path" => site.search_path = paths()?.iter().map(|p| dir.join(p)).collect(),
             "settings_module" => site.settings_module = Some(module(string()?)?),
             "wsgi_app" => site.wsgi_app = Some(module(string()?)?),
             "env" => {
@@ -469,7 +484,19 @@ pub fn parse(file: &Path, text: &str) -> Result<Site, Error> {
                     site.env.push((k.to_owned(), s));
                 }
             }
-            "log_file" => site.log_file = Some(dir.join(string()?)),
+            "log_file" => {
+                let s = path(string()?)?;
+                if s.is_empty() {
+                    return Err(err(
+                        vspan,
+                        Some(name),
+                        format!(
+                            "the empty string is no file; expected {expected}, or leave the key out to log to stderr"
+                        ),
+                    ));
+                }
+                site.log_file = Some(dir.join(s));
+            }
             "script_name" => {
                 let s = string()?;
                 let s = s.trim_end_matches('/').to_owned();
@@ -486,9 +513,9 @@ pub fn parse(file: &Path, text: &str) -> Result<Site, Error> {
             "debug" => site.debug = v.as_bool().ok_or_else(|| wrong(v))?,
             "pin_cpu" => site.pin_cpu = v.as_bool().ok_or_else(|| wrong(v))?,
             "debug_allow" => site.debug_allow = nets()?,
-            "watch" => site.watch = strings()?.iter().map(|p| dir.join(p)).collect(),
+            "watch" => site.watch = paths()?.iter().map(|p| dir.join(p)).collect(),
             "chdir" => {
-                let s = string()?;
+                let s = path(string()?)?;
                 if s.is_empty() {
                     return Err(err(
                         vspan,
@@ -661,6 +688,35 @@ N = 3
         assert!(e.message.contains("found the integer 3"), "{e}");
         let e = p("wsgi_app = \"a:b\"\nsearch_path = [\"a\",\n 4]\n").unwrap_err();
         assert_eq!(e.line, Some(3), "{e}");
+    }
+
+    #[test]
+    fn a_tilde_path_or_an_empty_log_file_is_refused_with_the_reason() {
+        for (text, line, key) in [
+            ("python = \"~/venv/bin/python3\"\n", 1, "python"),
+            ("search_path = [\".\", \"~/lib\"]\n", 1, "search_path"),
+            ("log_file = \"~/logs/site.log\"\n", 1, "log_file"),
+            ("chdir = \"~bob/site\"\n", 1, "chdir"),
+            ("watch = [\"~/app.py\"]\n", 1, "watch"),
+        ] {
+            let e = p(&format!("wsgi_app = \"a:b\"\n{text}")).unwrap_err();
+            assert_eq!(
+                (e.line, e.key.as_deref()),
+                (Some(line + 1), Some(key)),
+                "{e}"
+            );
+            assert!(
+                e.message.ends_with(
+                    ": `~` is not expanded here (no shell reads site.toml); write the full path \
+                     (`echo ~` in a shell shows your home folder's)"
+                ),
+                "{e}"
+            );
+        }
+        // A ~ inside a path is a plain character.
+        assert!(p("wsgi_app = \"a:b\"\nlog_file = \"logs/~old.log\"\n").is_ok());
+        let e = p("wsgi_app = \"a:b\"\nlog_file = \"\"\n").unwrap_err();
+        assert!(e.message.starts_with("the empty string is no file;"), "{e}");
     }
 
     #[test]

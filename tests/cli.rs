@@ -874,3 +874,61 @@ fn check_warns_of_a_site_toml_key_written_below_env() {
         "OK (1 warning)",
     );
 }
+
+#[test]
+fn check_warns_of_modes_with_which_apache_will_not_run_the_site() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = WebRoot::new("check-modes");
+    root.write_site("echo:app", &root.outside_log(), "");
+    let chmod = |p: &Path, mode: u32| {
+        fs::set_permissions(p, fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    let exe = root.www.join("mysite.fcgi");
+    let htaccess = root.www.join(".htaccess");
+    chmod(&exe, 0o777);
+    chmod(&root.www, 0o775);
+    chmod(&htaccess, 0o600);
+    let out = root.check(&[], &[]);
+    chmod(&root.www, 0o755);
+    let suexec = |what: &str, p: &Path, mode: &str| {
+        format!(
+            "warning           {what} {} has mode {mode}: group or others may write it, and \
+             suEXEC refuses to run such a program (Apache answers 500, suexec.log says \
+             \"writable by others\"); chmod 755 {}",
+            p.display(),
+            p.display()
+        )
+    };
+    assert_ok(
+        &out,
+        &[
+            suexec("the executable", &exe, "777"),
+            suexec("its folder", &root.www, "775"),
+            format!(
+                "warning           {} has mode 600: Apache reads it as its own user (www-data on \
+                 Debian), not as you, and answers every request in this folder with 403 when it \
+                 cannot; chmod 644 {}",
+                htaccess.display(),
+                htaccess.display()
+            ),
+        ],
+        "OK (3 warnings)",
+    );
+    // A log_file that is a folder is a problem, not a file to chmod 600.
+    let logs = root.tmp.join("logs");
+    chmod(&exe, 0o755);
+    chmod(&htaccess, 0o644);
+    root.write_site("echo:app", &logs, "");
+    let out = root.check(&[], &[]);
+    assert!(
+        !out.all_text().contains("chmod 600 it"),
+        "{}",
+        out.all_text()
+    );
+    assert_eq!(
+        result(&out),
+        "result            1 problem",
+        "{}",
+        out.all_text()
+    );
+}
