@@ -111,20 +111,40 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
     } else {
         None
     };
+    // The executable the .htaccess must send requests to: this one, when
+    // it lives in the folder, else the mysite.fcgi the steps below copy.
+    let script_name = match script.file_name() {
+        Some(n) if script.parent() == Some(dir.as_path()) => n.to_string_lossy().into_owned(),
+        _ => "mysite.fcgi".to_owned(),
+    };
+    if !script_name.ends_with(".fcgi") {
+        println!(
+            "warning: {script_name} does not end in .fcgi, and the .htaccess hands only *.fcgi \
+             files to FastCGI (or CGI): rename it to a name.fcgi and run init again"
+        );
+    }
+    let htaccess = htaccess_for(&script_name);
     let mut failed = false;
-    for (name, text, mode) in [
+    let mut wrote = [false; 2];
+    for (i, (name, text, mode)) in [
         ("site.toml", site_toml.as_str(), SITE_MODE),
-        (".htaccess", HTACCESS_TEMPLATE, HTACCESS_MODE),
-    ] {
+        (".htaccess", htaccess.as_str(), HTACCESS_MODE),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let path = dir.join(name);
         match write_new(&path, text, mode, owner) {
-            Ok(true) => match owner {
-                Some((uid, gid)) => println!(
-                    "wrote {} (mode {mode:o}, owner {uid}:{gid} like the folder)",
-                    path.display()
-                ),
-                None => println!("wrote {} (mode {mode:o})", path.display()),
-            },
+            Ok(true) => {
+                wrote[i] = true;
+                match owner {
+                    Some((uid, gid)) => println!(
+                        "wrote {} (mode {mode:o}, owner {uid}:{gid} like the folder)",
+                        path.display()
+                    ),
+                    None => println!("wrote {} (mode {mode:o})", path.display()),
+                }
+            }
             Ok(false) => println!(
                 "kept {}: it already exists (nothing overwritten)",
                 path.display()
@@ -135,20 +155,28 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
             }
         }
     }
-    let script_name = script
-        .file_name()
-        .map_or("mysite.fcgi".into(), |n| n.to_string_lossy().into_owned());
+    if failed {
+        return 1;
+    }
+    let [wrote_site, wrote_htaccess] = wrote;
     let site_path = dir.join("site.toml");
     println!("\nnext:");
-    if found.settings_module.is_none() {
+    if wrote_site && found.settings_module.is_none() {
         println!(
             "  - edit {}: set wsgi_app (or settings_module for Django)",
             site_path.display()
         );
     }
-    if found.python.is_none() {
+    if wrote_site && found.python.is_none() {
         println!(
             "  - if your app lives in a virtualenv, set python = \"/path/to/venv/bin/python3\" in site.toml"
+        );
+    }
+    if !wrote_htaccess {
+        println!(
+            "  - the .htaccess that was there is kept: it needs the handler and rewrite lines of \
+             the project's htaccess/auto.htaccess (with {script_name} for mysite.fcgi); the \
+             mode line of check tells what the server will do"
         );
     }
     if script.parent() != Some(dir.as_path()) {
@@ -157,12 +185,14 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
             dir.display()
         );
     }
-    println!(
-        "  - site.toml is for its owner only (mode 600): right when the web server runs the site \
-         as that user (suexec, most shared hosts). If it runs as www-data instead (Apache \
-         without suexec, lighttpd), let it read the file: chgrp www-data site.toml && chmod 640 \
-         site.toml"
-    );
+    if wrote_site {
+        println!(
+            "  - site.toml is for its owner only (mode 600): right when the web server runs the \
+             site as that user (suexec, most shared hosts). If it runs as www-data instead \
+             (Apache without suexec, lighttpd), let it read the file: chgrp www-data site.toml \
+             && chmod 640 site.toml"
+        );
+    }
     println!(
         "  - lighttpd only: if fastcgi.server mounts the app at \"/\" (\"/\" => ...) instead of \
          the shipped templates' \"/mysite.fcgi\" and rewrite, add script_name = \"\" to \
@@ -173,7 +203,25 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
         dir.display()
     );
     println!("  - after deploying new code: touch {script_name}");
-    if failed { 1 } else { 0 }
+    0
+}
+
+/// The shipped .htaccess for an executable named `name`: its rewrite rules
+/// name mysite.fcgi.
+fn htaccess_for(name: &str) -> String {
+    if name == "mysite.fcgi" {
+        return HTACCESS_TEMPLATE.to_owned();
+    }
+    let escaped: String = name
+        .chars()
+        .flat_map(|c| {
+            let meta = !c.is_ascii_alphanumeric() && !matches!(c, '_' | '-');
+            meta.then_some('\\').into_iter().chain([c])
+        })
+        .collect();
+    HTACCESS_TEMPLATE
+        .replace("mysite\\.fcgi", &escaped)
+        .replace("mysite.fcgi", name)
 }
 
 /// Creates `path` with `text` unless it exists (or is a symlink: no file is

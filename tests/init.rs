@@ -323,6 +323,65 @@ fn init_never_overwrites_or_rechmods_an_existing_site_toml_or_htaccess() {
     );
     assert_eq!(mode(&site), 0o640);
     assert_eq!(mode(&htaccess), 0o604);
+    // The steps say what the kept files may lack, not what only a new
+    // site.toml needs.
+    let text = out.stdout_text();
+    assert!(
+        text.contains("  - the .htaccess that was there is kept: it needs the handler and rewrite"),
+        "{text}"
+    );
+    assert!(!text.contains("set wsgi_app"), "{text}");
+    assert!(!text.contains("(mode 600)"), "{text}");
+}
+
+#[test]
+fn init_for_a_binary_named_otherwise_writes_its_name_into_the_rewrite() {
+    let tmp = TempDir::new("init-name");
+    let bin = tmp.join("blog.fcgi");
+    fs::copy(BIN, &bin).expect("copy the binary");
+    let mut cmd = Command::new(&bin);
+    server_env(&mut cmd).arg("init").current_dir(tmp.path());
+    let out = run(&mut cmd, None, Duration::from_secs(10));
+    assert!(out.status.success(), "{}", out.all_text());
+    let htaccess = fs::read_to_string(tmp.join(".htaccess")).expect(".htaccess");
+    let lines: Vec<&str> = htaccess.lines().collect();
+    assert!(
+        lines.contains(&r"RewriteRule ^blog\.fcgi(/.*)?$ - [L]"),
+        "{htaccess}"
+    );
+    assert!(
+        lines.contains(&"RewriteRule ^(.*)$ blog.fcgi/$1 [QSA,L]"),
+        "{htaccess}"
+    );
+    assert!(!htaccess.contains("mysite"), "{htaccess}");
+    assert!(
+        out.stdout_text().contains("  - run ./blog.fcgi check in "),
+        "{}",
+        out.all_text()
+    );
+}
+
+#[test]
+fn init_that_cannot_write_fails_without_next_steps() {
+    // A folder where no file can be created, even by root.
+    let tmp = TempDir::new("init-ro");
+    let bin = install_binary(tmp.path());
+    let mut cmd = Command::new(&bin);
+    server_env(&mut cmd)
+        .args(["init", "/proc/1"])
+        .current_dir(tmp.path());
+    let out = run(&mut cmd, None, Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(1), "{}", out.all_text());
+    let text = out.all_text();
+    assert!(
+        text.contains("init: cannot write /proc/1/site.toml: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("init: cannot write /proc/1/.htaccess: "),
+        "{text}"
+    );
+    assert!(!text.contains("next:"), "{text}");
 }
 
 #[test]
