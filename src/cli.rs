@@ -179,7 +179,11 @@ fn check(script: PathBuf, args: &[String]) -> i32 {
     let mut r = Report::default();
     r.line("fcgi-shim", VERSION);
     r.line("executable", script.display());
-    r.line("mode", web_server_mode(&script));
+    let (mode, misrouted) = web_server_mode(&script);
+    r.line("mode", mode);
+    if let Some(w) = misrouted {
+        r.warning(w);
+    }
     let site_file = config::locate(&script);
     r.line("site.toml", site_file.display());
     let site = match config::load(&site_file) {
@@ -733,11 +737,13 @@ fn denied(file: &Path) -> bool {
 }
 
 /// What the web server will do with us, as far as the .htaccess beside us
-/// tells: the handlers it names for our file name, in its order.
-fn web_server_mode(script: &Path) -> String {
+/// tells: the handlers it names for our file name, in its order; and a
+/// warning when its rewrite rules send requests to another .fcgi file.
+fn web_server_mode(script: &Path) -> (String, Option<String>) {
     let dir = script.parent().unwrap_or(Path::new("."));
     let Ok(text) = std::fs::read_to_string(dir.join(".htaccess")) else {
-        return "no .htaccess here: FastCGI if the server spawns it with a socket (mod_fcgid, lighttpd), else CGI".into();
+        let mode = "no .htaccess here: FastCGI if the server spawns it with a socket (mod_fcgid, lighttpd), else CGI";
+        return (mode.into(), None);
     };
     let file = script
         .file_name()
@@ -746,8 +752,9 @@ fn web_server_mode(script: &Path) -> String {
     // In the file's order, as Apache reads it: a handler outside any
     // section replaces those before it (RemoveHandler drops them); one in
     // an <IfModule> is an alternative, used if its module is there.
+    let parsed = Htaccess::parse(&text);
     let mut modes: Vec<String> = Vec::new();
-    for h in Htaccess::parse(&text).handlers {
+    for h in parsed.handlers {
         if !h.applies_to(&file) {
             continue;
         }
@@ -767,14 +774,30 @@ fn web_server_mode(script: &Path) -> String {
             modes.push(mode);
         }
     }
-    match modes.len() {
+    let misrouted = parsed
+        .rewrites_to
+        .iter()
+        .find(|t| t.ends_with(".fcgi") && **t != file)
+        .filter(|_| !parsed.rewrites_to.iter().any(|t| *t == file))
+        .map(|other| {
+            format!(
+                "{} rewrites requests to {other}, but this executable is {file}: every page \
+                 would ask for a file that is not there; write {file} for {other} in it (and \
+                 {} for {}), or rename this file",
+                dir.join(".htaccess").display(),
+                file.replace('.', "\\."),
+                other.replace('.', "\\.")
+            )
+        });
+    let mode = match modes.len() {
         0 => format!(".htaccess names no handler for {file}: the server's defaults decide"),
         1 => format!("{} (from .htaccess)", modes[0]),
         _ => format!(
             "the first of these the server has: {} (from .htaccess)",
             modes.join(", then ")
         ),
-    }
+    };
+    (mode, misrouted)
 }
 
 #[cfg(test)]

@@ -25,6 +25,9 @@ pub struct Htaccess {
     /// auto.htaccess names one handler per `<IfModule>`, and the first
     /// whose module is loaded is the one used.
     pub handlers: Vec<Handler>,
+    /// What each `RewriteRule` rewrites to, up to its first `/` (the
+    /// shipped rule's `mysite.fcgi/$1` gives "mysite.fcgi"), in any section.
+    pub rewrites_to: Vec<String>,
 }
 
 /// A handler line, its names lowercased and unquoted.
@@ -118,6 +121,17 @@ impl Htaccess {
                     "if" if unquote(arg).trim() == "-f %{REQUEST_FILENAME}" => Section::Transparent,
                     _ => Section::Conditional,
                 });
+                continue;
+            }
+            let mut raw = line.split_whitespace();
+            if raw
+                .next()
+                .is_some_and(|w| w.eq_ignore_ascii_case("rewriterule"))
+                && let Some(target) = raw.nth(1)
+            {
+                let target = unquote(target);
+                let first = target.split('/').next().unwrap_or(target);
+                h.rewrites_to.push(first.to_owned());
                 continue;
             }
             let words: Vec<String> = line

@@ -932,3 +932,25 @@ fn check_warns_of_modes_with_which_apache_will_not_run_the_site() {
         out.all_text()
     );
 }
+
+#[test]
+fn check_warns_when_the_htaccess_rewrites_to_another_fcgi_file() {
+    let root = WebRoot::new("check-renamed");
+    root.write_site("echo:app", &root.outside_log(), "");
+    // The shipped .htaccess (it says mysite.fcgi) beside a binary renamed.
+    let app = root.www.join("app.fcgi");
+    fs::rename(root.www.join("mysite.fcgi"), &app).expect("rename");
+    let mut cmd = Command::new(&app);
+    server_env(&mut cmd).arg("check").current_dir(&root.www);
+    let out = run(&mut cmd, None, Duration::from_secs(20));
+    assert_ok(
+        &out,
+        &[format!(
+            "warning           {} rewrites requests to mysite.fcgi, but this executable is \
+             app.fcgi: every page would ask for a file that is not there; write app.fcgi for \
+             mysite.fcgi in it (and app\\.fcgi for mysite\\.fcgi), or rename this file",
+            root.www.join(".htaccess").display()
+        )],
+        "OK (1 warning)",
+    );
+}
