@@ -274,14 +274,17 @@ fn import_failed(r: &mut Report, site: &Site, script: &Path, e: &StartError) {
 
 /// Sends `GET path` to the worker and reports the answer.
 fn get(r: &mut Report, site: &Site, mut w: Worker, path: &str, host: &str) {
+    // As a web server would: the query string apart, the path decoded.
+    let (path_only, query) = path.split_once('?').unwrap_or((path, ""));
+    let path_info = percent_decoded(path_only);
     let params: Vec<(&[u8], &[u8])> = vec![
         (b"GATEWAY_INTERFACE", b"CGI/1.1"),
         (b"SERVER_SOFTWARE", b"fcgi-shim-check"),
         (b"REQUEST_METHOD", b"GET"),
         (b"REQUEST_URI", path.as_bytes()),
         (b"SCRIPT_NAME", b""),
-        (b"PATH_INFO", path.as_bytes()),
-        (b"QUERY_STRING", b""),
+        (b"PATH_INFO", &path_info),
+        (b"QUERY_STRING", query.as_bytes()),
         (b"SERVER_NAME", host.as_bytes()),
         (b"SERVER_PORT", b"80"),
         (b"SERVER_PROTOCOL", b"HTTP/1.1"),
@@ -488,6 +491,32 @@ fn joined<T: std::fmt::Display>(items: impl IntoIterator<Item = T>, none: &str) 
     } else {
         shown.join(", ")
     }
+}
+
+/// `%XX` decoded, as web servers decode PATH_INFO; a `%` not followed by
+/// two hex digits stays as it is.
+fn percent_decoded(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).and_then(|&c| hex(c)),
+            b.get(i + 2).and_then(|&c| hex(c)),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// An [env] value as `check` prints it: people paste the report into
@@ -803,6 +832,13 @@ fn web_server_mode(script: &Path) -> (String, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_are_percent_decoded_as_a_web_server_does() {
+        assert_eq!(percent_decoded("/caf%C3%A9/a%2fb"), "/café/a/b".as_bytes());
+        assert_eq!(percent_decoded("/100%/%zz/%4"), b"/100%/%zz/%4");
+        assert_eq!(percent_decoded("/%00"), b"/\0");
+    }
 
     #[test]
     fn env_values_that_look_secret_are_hidden() {

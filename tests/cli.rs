@@ -954,3 +954,18 @@ fn check_warns_when_the_htaccess_rewrites_to_another_fcgi_file() {
         "OK (1 warning)",
     );
 }
+
+#[test]
+fn check_path_with_a_query_string_reaches_the_app_as_a_web_server_sends_it() {
+    let root = WebRoot::new("check-query");
+    root.write_site("echo:app", &root.outside_log(), "");
+    let out = root.check(&["/caf%C3%A9/environ?q=x&y=2"], &[]);
+    for want in [
+        "GET /caf%C3%A9/environ?q=x&y=2 200 OK",
+        "                  PATH_INFO=/café/environ",
+        "                  QUERY_STRING=q=x&y=2",
+        "                  REQUEST_URI=/caf%C3%A9/environ?q=x&y=2",
+    ] {
+        assert_line(&out, want);
+    }
+}
