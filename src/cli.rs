@@ -179,9 +179,9 @@ fn check(script: PathBuf, args: &[String]) -> i32 {
     let mut r = Report::default();
     r.line("fcgi-shim", VERSION);
     r.line("executable", script.display());
-    let (mode, misrouted) = web_server_mode(&script);
+    let (mode, htaccess_warnings) = web_server_mode(&script);
     r.line("mode", mode);
-    if let Some(w) = misrouted {
+    for w in htaccess_warnings {
         r.warning(w);
     }
     let site_file = config::locate(&script);
@@ -768,11 +768,11 @@ fn denied(file: &Path) -> bool {
 /// What the web server will do with us, as far as the .htaccess beside us
 /// tells: the handlers it names for our file name, in its order; and a
 /// warning when its rewrite rules send requests to another .fcgi file.
-fn web_server_mode(script: &Path) -> (String, Option<String>) {
+fn web_server_mode(script: &Path) -> (String, Vec<String>) {
     let dir = script.parent().unwrap_or(Path::new("."));
     let Ok(text) = std::fs::read_to_string(dir.join(".htaccess")) else {
         let mode = "no .htaccess here: FastCGI if the server spawns it with a socket (mod_fcgid, lighttpd), else CGI";
-        return (mode.into(), None);
+        return (mode.into(), Vec::new());
     };
     let file = script
         .file_name()
@@ -826,7 +826,32 @@ fn web_server_mode(script: &Path) -> (String, Option<String>) {
             modes.join(", then ")
         ),
     };
-    (mode, misrouted)
+    let htaccess = dir.join(".htaccess");
+    let mut warnings: Vec<String> = misrouted.into_iter().collect();
+    if parsed.all == Some(true) {
+        warnings.push(format!(
+            "{} denies every request to this folder (`Require all denied` or `Deny from all` \
+             outside any block): every page answers 403; put the rule inside a <Files> or \
+             <FilesMatch> block for the files to refuse",
+            htaccess.display()
+        ));
+    }
+    if parsed.exec_cgi == Some(false) {
+        warnings.push(format!(
+            "{} turns ExecCGI off: Apache will not run {file} (403, \"Options ExecCGI is off in \
+             this directory\"); write Options +ExecCGI",
+            htaccess.display()
+        ));
+    }
+    for p in &parsed.slash_patterns {
+        warnings.push(format!(
+            "{}: RewriteRule {p} never matches: in a .htaccess the path a rule sees has no \
+             leading / (the seed's rule was for the server config); write ^(.*)$ as \
+             htaccess/auto.htaccess does",
+            htaccess.display()
+        ));
+    }
+    (mode, warnings)
 }
 
 #[cfg(test)]

@@ -28,6 +28,12 @@ pub struct Htaccess {
     /// What each `RewriteRule` rewrites to, up to its first `/` (the
     /// shipped rule's `mysite.fcgi/$1` gives "mysite.fcgi"), in any section.
     pub rewrites_to: Vec<String>,
+    /// `RewriteRule` patterns that start with `^/`: in a .htaccess the path
+    /// they see has no leading `/`, so they never match.
+    pub slash_patterns: Vec<String>,
+    /// What the last `Options` line outside any section does to ExecCGI:
+    /// Some(false) for `-ExecCGI`, `None`, or a list without it.
+    pub exec_cgi: Option<bool>,
 }
 
 /// A handler line, its names lowercased and unquoted.
@@ -127,8 +133,12 @@ impl Htaccess {
             if raw
                 .next()
                 .is_some_and(|w| w.eq_ignore_ascii_case("rewriterule"))
-                && let Some(target) = raw.nth(1)
+                && let Some(pattern) = raw.next()
+                && let Some(target) = raw.next()
             {
+                if unquote(pattern).starts_with("^/") {
+                    h.slash_patterns.push(unquote(pattern).to_owned());
+                }
                 let target = unquote(target);
                 let first = target.split('/').next().unwrap_or(target);
                 h.rewrites_to.push(first.to_owned());
@@ -139,6 +149,23 @@ impl Htaccess {
                 .map(str::to_ascii_lowercase)
                 .collect();
             let words: Vec<&str> = words.iter().map(String::as_str).collect();
+            if let ["options", opts @ ..] = words.as_slice() {
+                if open.is_empty() {
+                    let signed = opts.iter().any(|o| o.starts_with(['+', '-']));
+                    h.exec_cgi = if opts.contains(&"-execcgi") {
+                        Some(false)
+                    } else if opts.contains(&"+execcgi") || opts.contains(&"execcgi") {
+                        Some(true)
+                    } else if signed {
+                        h.exec_cgi
+                    } else {
+                        // An unsigned list replaces the options: `All`
+                        // holds ExecCGI, `None` and any other list do not.
+                        Some(opts.contains(&"all"))
+                    };
+                }
+                continue;
+            }
             let handler = match words.as_slice() {
                 ["addhandler", name, exts @ ..] => Some((Some(*name), Some(exts))),
                 ["sethandler", name] => Some((Some(*name), None)),
@@ -591,6 +618,25 @@ impl Matcher<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_and_rewrite_patterns_that_stop_the_site_are_seen() {
+        let h = Htaccess::parse("Options +ExecCGI\nRewriteRule ^(.*)$ mysite.fcgi/$1 [L]\n");
+        assert_eq!((h.exec_cgi, h.slash_patterns.len()), (Some(true), 0));
+        assert_eq!(h.rewrites_to, ["mysite.fcgi"]);
+        for (text, exec_cgi) in [
+            ("Options +ExecCGI\nOptions -ExecCGI\n", Some(false)),
+            ("Options None\n", Some(false)),
+            ("Options Indexes FollowSymLinks\n", Some(false)),
+            ("Options All\n", Some(true)),
+            ("Options ExecCGI\nOptions -Indexes\n", Some(true)),
+            ("<IfModule x.c>\nOptions -ExecCGI\n</IfModule>\n", None),
+        ] {
+            assert_eq!(Htaccess::parse(text).exec_cgi, exec_cgi, "{text}");
+        }
+        let h = Htaccess::parse("RewriteRule ^/(.*)$ /mysite.fcgi/$1 [QSA,L]\n");
+        assert_eq!(h.slash_patterns, ["^/(.*)$"]);
+    }
 
     #[test]
     fn handlers_are_read_in_order_with_their_extensions_and_scope() {

@@ -969,3 +969,46 @@ fn check_path_with_a_query_string_reaches_the_app_as_a_web_server_sends_it() {
         assert_line(&out, want);
     }
 }
+
+#[test]
+fn check_warns_of_htaccess_lines_that_stop_every_page() {
+    let root = WebRoot::new("check-stoppers");
+    root.write_site("echo:app", &root.outside_log(), "");
+    let htaccess = root.www.join(".htaccess");
+    let auto = fs::read_to_string(&htaccess).expect("auto.htaccess");
+    let ht = htaccess.display().to_string();
+    let rows = [
+        (
+            format!("{auto}Require all denied\n"),
+            format!(
+                "warning           {ht} denies every request to this folder (`Require all \
+                 denied` or `Deny from all` outside any block): every page answers 403; put the \
+                 rule inside a <Files> or <FilesMatch> block for the files to refuse"
+            ),
+        ),
+        (
+            format!("{auto}Options -ExecCGI\n"),
+            format!(
+                "warning           {ht} turns ExecCGI off: Apache will not run mysite.fcgi (403, \
+                 \"Options ExecCGI is off in this directory\"); write Options +ExecCGI"
+            ),
+        ),
+        (
+            // The seed's rule, written for the server config.
+            "AddHandler fcgid-script .fcgi\nRewriteEngine On\nRewriteCond %{REQUEST_FILENAME} \
+             !-f\nRewriteRule ^/(.*)$ /mysite.fcgi/$1 [QSA,L]\n<Files site.toml>\nRequire all \
+             denied\n</Files>\n"
+                .to_owned(),
+            format!(
+                "warning           {ht}: RewriteRule ^/(.*)$ never matches: in a .htaccess the \
+                 path a rule sees has no leading / (the seed's rule was for the server config); \
+                 write ^(.*)$ as htaccess/auto.htaccess does"
+            ),
+        ),
+    ];
+    for (text, warning) in rows {
+        fs::write(&htaccess, &text).expect("write .htaccess");
+        let out = root.check(&[], &[]);
+        assert_ok(&out, &[warning], "OK (1 warning)");
+    }
+}
