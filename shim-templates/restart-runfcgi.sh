@@ -46,12 +46,9 @@ if [ -f $PIDFILE ]; then
     PID=`cat -- $PIDFILE`
     kill $PID
     rm -f -- $PIDFILE
-    # The old copy finishes the request in flight (about 3 s at most), then
-    # exits; wait for it so that the new one can take over the socket.
-    for i in 1 2 3 4 5 6 7 8 9 10; do
-        kill -0 $PID 2>/dev/null || break
-        sleep 1
-    done
+    # No wait: the old copy removes the socket file at once and finishes
+    # its requests in flight (3 s at most) on the socket it holds, while the
+    # new one below binds a new file and takes the next requests.
 fi
 
 exec /usr/bin/env - \

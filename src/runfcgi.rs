@@ -1148,11 +1148,14 @@ fn run_threaded(opts: &Options, script: &Path, listener: &Listener) -> i32 {
     // App::changed sees a replaced binary as a plain reload then; the
     // watcher below re-executes this process instead, keeping the socket.
     app.reexec_allowed = false;
-    let (quit, watcher) = watch_binary(script.to_path_buf());
-    let code = crate::threaded::serve(&mut app, listener.fd.as_raw_fd(), opts.max_children);
-    drop(quit);
-    // Dropped result: a watcher that panicked has nothing to report.
-    let was_replaced = watcher.join().unwrap_or(false);
+    let (quit, wait) = std::sync::mpsc::channel::<()>();
+    let (code, was_replaced) = std::thread::scope(|s| {
+        let watcher = s.spawn(|| watch(script, listener, wait));
+        let code = crate::threaded::serve(&mut app, listener.fd.as_raw_fd(), opts.max_children);
+        drop(quit);
+        // Dropped result: a watcher that panicked has nothing to report.
+        (code, watcher.join().unwrap_or(false))
+    });
     if was_replaced {
         let e = reexec(script, opts, listener, &[]);
         crate::error!("cannot re-execute {}: {e}; stopping", script.display());
@@ -1160,34 +1163,40 @@ fn run_threaded(opts: &Options, script: &Path, listener: &Listener) -> i32 {
     code
 }
 
-/// Watches `script` once a second; when it is replaced (`mv`), stops the
-/// threaded server the graceful way (SIGTERM to this process: requests in
-/// flight finish) and ends with true. Dropping the sender ends it with false.
-fn watch_binary(script: PathBuf) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<bool>) {
-    use std::sync::mpsc::{RecvTimeoutError, channel};
-    let (quit, wait) = channel::<()>();
-    let stamp = sys::stamp(&script);
-    let watcher = std::thread::spawn(move || {
-        loop {
-            match wait.recv_timeout(STAMP_EVERY) {
-                Err(RecvTimeoutError::Timeout) if replaced(stamp, &script) => {
-                    if signals::stop_requested().is_some() {
-                        return false; // stopping anyway: a stop wins over a re-exec
-                    }
-                    crate::info!(
-                        "{} was replaced; finishing requests to re-execute it",
-                        script.display()
-                    );
-                    // SAFETY: kill(2) of this process; the handler only records it.
-                    unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
-                    return true;
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                _ => return false,
-            }
+/// Beside the threaded server until `wait` closes. At a stop signal it
+/// removes the socket file at once, as the prefork supervisor does, so that
+/// a restarted server can bind it while requests in flight finish here.
+/// Once a second it looks at `script`: when it is replaced (`mv`), it stops
+/// the server the graceful way (SIGTERM to this process) and ends with true:
+/// the caller re-executes, keeping the socket.
+fn watch(script: &Path, listener: &Listener, wait: std::sync::mpsc::Receiver<()>) -> bool {
+    use std::sync::mpsc::RecvTimeoutError;
+    const TICK: Duration = Duration::from_millis(50);
+    let stamp = sys::stamp(script);
+    let mut looked = Instant::now();
+    loop {
+        match wait.recv_timeout(TICK) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return false,
         }
-    });
-    (quit, watcher)
+        if signals::stop_requested().is_some() {
+            listener.remove_file();
+            return false; // a stop wins over a re-exec
+        }
+        if looked.elapsed() < STAMP_EVERY {
+            continue;
+        }
+        looked = Instant::now();
+        if replaced(stamp, script) {
+            crate::info!(
+                "{} was replaced; finishing requests to re-execute it",
+                script.display()
+            );
+            // SAFETY: kill(2) of this process; the handler only records it.
+            unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+            return true;
+        }
+    }
 }
 
 /// True when `script` is now another file than `then` (`mv` over it).

@@ -33,11 +33,13 @@ def app(environ, start_response):
     route = environ.get("PATH_INFO", "").rsplit("/", 1)[-1]
     if route == "sleep":
         time.sleep(1)
-    if route == "inflight":
-        # A marker once the request runs in the app, then 1.5 s of work.
+    if route in ("inflight", "inflight_long"):
+        # A marker once the request runs in the app, then 1.5 s of work;
+        # 2.5 s for inflight_long: longer than a new server waits for the
+        # socket file to go, shorter than the stop's grace.
         name = "inflight.%d.%d" % (os.getpid(), threading.get_ident())
         open(os.path.join(HERE, name), "w").close()
-        time.sleep(1.5)
+        time.sleep(2.5 if route == "inflight_long" else 1.5)
     if route == "pythonpath":
         body = os.environ.get("PYTHONPATH", "<unset>")
     elif route == "cwd":
@@ -978,11 +980,14 @@ fn a_threaded_server_reexecutes_a_replaced_binary_keeping_the_socket() {
 
 #[test]
 fn seed_restart_script_starts_restarts_and_the_pidfile_stops_it() {
-    let site = Site::new("restart");
-    let script = site.dir.join("restart.sh");
-    // As in the seed, with our binary for manage.py and this test's PROJDIR.
-    let text = format!(
-        r#"#!/bin/bash
+    // Both methods, and the second restart while a request runs: it
+    // finishes in the old server while the new one binds the socket.
+    for method in ["method=prefork", "method=threaded"] {
+        let site = Site::new("restart");
+        let script = site.dir.join("restart.sh");
+        // As in the seed, with our binary for manage.py and this test's PROJDIR.
+        let text = format!(
+            r#"#!/bin/bash
 
 # Replace these three settings.
 PROJDIR="{}"
@@ -997,45 +1002,72 @@ fi
 
 exec /usr/bin/env - \
   PYTHONPATH="../python:.." \
-  ./mysite.fcgi runfcgi socket=$SOCKET pidfile=$PIDFILE
+  ./mysite.fcgi runfcgi {method} socket=$SOCKET pidfile=$PIDFILE
 "#,
-        site.path().display()
-    );
-    fs::write(&script, text).expect("write script");
-    let restart = || {
-        run(
-            Command::new("bash").arg(&script),
-            Some(b""),
-            Duration::from_secs(20),
-        )
-    };
+            site.path().display()
+        );
+        fs::write(&script, text).expect("write script");
+        let restart = || {
+            run(
+                Command::new("bash").arg(&script),
+                Some(b""),
+                Duration::from_secs(20),
+            )
+        };
 
-    let out = restart();
-    assert!(out.status.success(), "{:?}: {}", out.status, out.all_text());
-    let first = site.read_pidfile("mysite.pid");
-    let addr = site.unix();
-    // The environment the script gave reaches the app (and nothing else,
-    // PATH included, was needed to find python).
-    assert_eq!(get(&addr, "pythonpath").as_deref(), Ok("../python:.."));
+        let out = restart();
+        assert!(
+            out.status.success(),
+            "{method}: {:?}: {}",
+            out.status,
+            out.all_text()
+        );
+        let first = site.read_pidfile("mysite.pid");
+        let addr = site.unix();
+        // The environment the script gave reaches the app (and nothing else,
+        // PATH included, was needed to find python).
+        assert_eq!(get(&addr, "pythonpath").as_deref(), Ok("../python:.."));
 
-    let out = restart();
-    assert!(out.status.success(), "{:?}: {}", out.status, out.all_text());
-    let second = site.read_pidfile("mysite.pid");
-    assert_ne!(first, second, "not restarted");
-    assert!(
-        wait_until(Duration::from_secs(8), || process_gone(first)),
-        "the first server is still running"
-    );
-    ident(&addr).unwrap_or_else(|e| panic!("after restart: {e}\n{}", site.output()));
-    assert_eq!(
-        site.read_pidfile("mysite.pid"),
-        second,
-        "the old server removed the new pidfile"
-    );
+        let running = {
+            let addr = addr.clone();
+            thread::spawn(move || get(&addr, "inflight_long"))
+        };
+        assert!(
+            wait_until(Duration::from_secs(10), || inflight(&site) == 1),
+            "{method}: the request did not reach the app\n{}",
+            site.output()
+        );
+        let out = restart();
+        assert!(
+            out.status.success(),
+            "{method}: {:?}: {}",
+            out.status,
+            out.all_text()
+        );
+        let second = site.read_pidfile("mysite.pid");
+        assert_ne!(first, second, "{method}: not restarted");
+        ident(&addr).unwrap_or_else(|e| panic!("{method}: after restart: {e}\n{}", site.output()));
+        let r = running.join().expect("request thread");
+        assert_eq!(
+            r.as_deref().map(|b| b.split(' ').next()),
+            Ok(Some("v1")),
+            "{method}: the request in flight failed\n{}",
+            site.output()
+        );
+        assert!(
+            wait_until(Duration::from_secs(8), || process_gone(first)),
+            "{method}: the first server is still running"
+        );
+        assert_eq!(
+            site.read_pidfile("mysite.pid"),
+            second,
+            "{method}: the old server removed the new pidfile"
+        );
 
-    signal(second, libc::SIGTERM);
-    site.assert_all_gone(Duration::from_secs(8));
-    assert!(!site.sock().exists() && !site.dir.join("mysite.pid").exists());
+        signal(second, libc::SIGTERM);
+        site.assert_all_gone(Duration::from_secs(8));
+        assert!(!site.sock().exists() && !site.dir.join("mysite.pid").exists());
+    }
 }
 
 /// Regression: `method=threaded` accepted every TCP peer, whatever

@@ -256,7 +256,11 @@ def test_restart_script_twice(make_site):
 
     old, new = servers
     assert new != old
-    # The old server and everything it had started are gone ...
+    # The old server and everything it had started are gone (the script
+    # does not wait for them: they end by themselves) ...
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(alive(p) for p in first_tree):
+        time.sleep(0.1)
     assert [p for p in first_tree if alive(p)] == [], first_tree
     # ... and every process of the site belongs to the one new server.
     tree = {new} | descendants(new)
