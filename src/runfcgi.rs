@@ -185,11 +185,11 @@ const OPTIONS: &[(&str, &str)] = &[
     ),
     (
         "outlog=PATH",
-        "the daemon's stdout, appended (default /dev/null)",
+        "the daemon's stdout, appended (default /dev/null): what the app prints",
     ),
     (
         "errlog=PATH",
-        "the daemon's stderr, appended (default /dev/null)",
+        "the daemon's stderr, appended (default /dev/null): the log, the app's stderr",
     ),
     (
         "debug=BOOL",
@@ -1018,9 +1018,10 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
         }
     }
     crate::log::enable_syslog();
-    if let Some(dir) = &opts.workdir {
-        crate::worker::set_runfcgi_workdir(dir.clone());
-    }
+    crate::worker::set_runfcgi_workers(crate::worker::RunfcgiWorkers {
+        workdir: opts.workdir.clone(),
+        stdout_to_outlog: opts.daemonize && opts.outlog.is_some(),
+    });
     if let Bind::Tcp(addr) = &opts.bind
         && !reexecuting
         && addr.ip().is_unspecified()

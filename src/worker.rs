@@ -243,15 +243,23 @@ pub fn find_python_on(site: &Site, path: &std::ffi::OsStr) -> Result<PathBuf, St
     }
 }
 
-/// runfcgi's `workdir=`, when given: the worker's directory unless
-/// site.toml says `chdir`. Set once, before the first worker starts.
-static RUNFCGI_WORKDIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+/// What runfcgi's options change for every worker it starts. Set once,
+/// before the first worker starts.
+#[derive(Debug, Default)]
+pub struct RunfcgiWorkers {
+    /// `workdir=`: the worker's directory unless site.toml says `chdir`
+    /// (Django's runfcgi chdir'ed the app there).
+    pub workdir: Option<PathBuf>,
+    /// `outlog=` of a daemon: the app's stdout goes there, as under
+    /// Django's runfcgi, instead of into the log line by line.
+    pub stdout_to_outlog: bool,
+}
 
-/// Makes `dir` the worker's working directory where site.toml has no
-/// `chdir` (runfcgi `workdir=`, as Django's runfcgi chdir'ed the app there).
-pub fn set_runfcgi_workdir(dir: PathBuf) {
+static RUNFCGI: std::sync::OnceLock<RunfcgiWorkers> = std::sync::OnceLock::new();
+
+pub fn set_runfcgi_workers(settings: RunfcgiWorkers) {
     // Dropped: a second call (none is made) would keep the first value.
-    let _ = RUNFCGI_WORKDIR.set(dir);
+    let _ = RUNFCGI.set(settings);
 }
 
 /// Where the worker runs: site.toml's `chdir`, else runfcgi's `workdir=`,
@@ -260,7 +268,7 @@ pub fn set_runfcgi_workdir(dir: PathBuf) {
 pub fn working_dir(site: &Site) -> Option<&Path> {
     site.chdir
         .as_deref()
-        .or(RUNFCGI_WORKDIR.get().map(PathBuf::as_path))
+        .or(RUNFCGI.get().and_then(|r| r.workdir.as_deref()))
         .or(site.file.parent())
 }
 
@@ -318,8 +326,13 @@ impl Worker {
         if let Some(cache) = code_cache() {
             cmd.arg(cache);
         }
+        let stdout = if RUNFCGI.get().is_some_and(|r| r.stdout_to_outlog) {
+            Stdio::inherit()
+        } else {
+            Stdio::from(log_child)
+        };
         cmd.stdin(Stdio::null())
-            .stdout(Stdio::from(log_child))
+            .stdout(stdout)
             .stderr(Stdio::from(log_child2));
         if run_once {
             // Under CGI our environment is the request's: keep it out of the

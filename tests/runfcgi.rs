@@ -40,6 +40,9 @@ def app(environ, start_response):
         name = "inflight.%d.%d" % (os.getpid(), threading.get_ident())
         open(os.path.join(HERE, name), "w").close()
         time.sleep(2.5 if route == "inflight_long" else 1.5)
+    if route == "print":
+        print("printed by the app")
+        print("and to stderr", file=__import__("sys").stderr)
     if route == "pythonpath":
         body = os.environ.get("PYTHONPATH", "<unset>")
     elif route == "cwd":
@@ -1283,17 +1286,18 @@ fn outlog_and_errlog_become_the_daemons_stdout_and_stderr() {
         & 0o777;
     assert_eq!(mode, 0o600, "errlog created with mode {mode:o}");
     ident(&site.unix()).expect("serving");
+    get(&site.unix(), "print").expect("print");
     signal(pid, libc::SIGTERM);
     site.assert_all_gone(Duration::from_secs(8));
-    // The daemon's own log lines went to errlog, after what was there.
+    // The daemon's own log lines went to errlog, after what was there, with
+    // the app's stderr; the app's stdout went to outlog, as under Django.
     let err = read_lossy(&site.dir.join("err.log"));
     assert!(err.contains("SIGTERM received"), "errlog: {err:?}");
     assert!(err.contains("runfcgi: stopped"), "errlog: {err:?}");
+    assert!(err.contains("]: and to stderr\n"), "errlog: {err:?}");
+    assert!(!err.contains("printed by the app"), "errlog: {err:?}");
     let out = read_lossy(&site.dir.join("out.log"));
-    assert!(
-        out.starts_with("earlier output\n"),
-        "outlog not appended: {out:?}"
-    );
+    assert_eq!(out, "earlier output\nprinted by the app\n", "outlog");
 }
 
 #[test]
