@@ -16,7 +16,7 @@ use crate::bridge::{self, Fate, Outcome, Port, Summary, Transport};
 use crate::config::{self, Site};
 use crate::environ::{self, Param};
 use crate::sys::{self, Stamp};
-use crate::worker::{StartError, Worker};
+use crate::worker::Worker;
 
 /// The buffers a request is prepared in. [`App`] keeps them from request
 /// to request, so that preparing one allocates nothing once they have grown.
@@ -322,11 +322,7 @@ impl App {
                     self.worker = Some(w);
                 }
                 Err(e) => {
-                    if let StartError::Import { traceback, .. } = &e {
-                        for line in traceback.lines() {
-                            crate::error!("app: {line}");
-                        }
-                    }
+                    crate::worker::log_traceback(&e);
                     let msg = crate::worker::load_error(site, &e);
                     if self.run_once {
                         crate::error!("{msg}; answering 500");

@@ -999,14 +999,18 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
     let (site_file, also_looked) = config::locate_runfcgi(script);
     // SAFETY: single-threaded; no other thread reads the environment.
     unsafe { std::env::set_var("FCGI_SHIM_SITE", &site_file) };
-    match config::load(&site_file) {
+    let site = match config::load(&site_file) {
         Ok(site) => {
             if let Err(e) = crate::log::set_file(site.log_file.as_deref()) {
                 crate::warn!("cannot open log_file: {e}");
             }
+            Some(site)
         }
         // As under a web server: up, answering 500, until fixed and touched.
-        Err(e) if reexecuting => crate::warn!("{e}; requests get 500 until it is fixed"),
+        Err(e) if reexecuting => {
+            crate::warn!("{e}; requests get 500 until it is fixed");
+            None
+        }
         // Before anything listens or forks: the person at the prompt (or the
         // restart script) sees why, and no daemon answers 500 to everyone.
         Err(e) => {
@@ -1016,12 +1020,39 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
             eprintln!("{prog} runfcgi: {e}{also}\nnothing was started");
             return 1;
         }
-    }
+    };
     crate::log::enable_syslog();
     crate::worker::set_runfcgi_workers(crate::worker::RunfcgiWorkers {
         workdir: opts.workdir.clone(),
         stdout_to_outlog: opts.daemonize && opts.outlog.is_some(),
     });
+    // A daemon that cannot load the app would answer 500 to everyone, the
+    // reason in an errlog that defaults to /dev/null: the app is imported
+    // once here first, where the person at the prompt sees the traceback.
+    // (In the foreground the log shows it anyway, and a re-executed server
+    // keeps serving whatever the app does.)
+    if let Some(site) = site.as_ref().filter(|_| opts.daemonize && !reexecuting) {
+        if let Some(dir) = &opts.workdir
+            && let Err(e) = sys::can_enter(dir)
+        {
+            eprintln!(
+                "{prog} runfcgi: workdir={}: cannot change to it: {e}\nnothing was started",
+                dir.display()
+            );
+            return 1;
+        }
+        match crate::worker::Worker::start(site, false, 1) {
+            Ok(w) => w.stop(Duration::from_secs(5)),
+            Err(e) => {
+                crate::worker::log_traceback(&e);
+                eprintln!(
+                    "{prog} runfcgi: {}\nnothing was started",
+                    crate::worker::load_error(site, &e)
+                );
+                return 1;
+            }
+        }
+    }
     if let Bind::Tcp(addr) = &opts.bind
         && !reexecuting
         && addr.ip().is_unspecified()

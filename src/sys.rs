@@ -213,6 +213,14 @@ pub fn access(path: &std::path::Path, mode: libc::c_int) -> io::Result<()> {
     }
 }
 
+/// Could this process chdir into `dir`? A directory it may search.
+pub fn can_enter(dir: &std::path::Path) -> io::Result<()> {
+    if !std::fs::metadata(dir)?.is_dir() {
+        return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+    }
+    access(dir, libc::X_OK)
+}
+
 pub fn getpid() -> u32 {
     std::process::id()
 }

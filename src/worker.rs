@@ -272,6 +272,16 @@ pub fn working_dir(site: &Site) -> Option<&Path> {
         .or(site.file.parent())
 }
 
+/// Logs the traceback of an app that failed to import, line by line: the
+/// "traceback above" that [`load_error`]'s message points to.
+pub fn log_traceback(e: &StartError) {
+    if let StartError::Import { traceback, .. } = e {
+        for line in traceback.lines() {
+            crate::error!("app: {line}");
+        }
+    }
+}
+
 /// "cannot load the app NAME from SITE.TOML: why", for the log and `check`.
 pub fn load_error(site: &Site, e: &StartError) -> String {
     let app = site
@@ -353,6 +363,13 @@ impl Worker {
             cmd.env(k, v);
         }
         if let Some(dir) = working_dir(site) {
+            // Else the spawn fails with an ENOENT that reads as "no python".
+            if let Err(e) = sys::can_enter(dir) {
+                return Err(StartError::Spawn(format!(
+                    "the app's working directory {} cannot be used: {e}",
+                    dir.display()
+                )));
+            }
             cmd.current_dir(dir);
         }
         let (in_fd, out_fd) = (to_child.as_raw_fd(), from_child.as_raw_fd());

@@ -1519,6 +1519,49 @@ fn a_missing_or_broken_site_toml_fails_at_start_before_daemonizing() {
     );
 }
 
+/// A daemon that cannot load the app would answer 500 to every request,
+/// with the reason in an errlog that defaults to /dev/null: it fails at the
+/// prompt instead, with the traceback.
+#[test]
+fn a_daemon_whose_app_cannot_load_fails_at_start_with_the_traceback() {
+    let site = Site::new("badapp");
+    let sock = format!("socket={}", site.sock().display());
+    let toml = site.dir.join("site.toml");
+    let good = read_lossy(&toml);
+    fs::write(
+        &toml,
+        good.replace(
+            "wsgi_app = \"rfapp:app\"",
+            "wsgi_app = \"nonexistent_mod:app\"",
+        ),
+    )
+    .expect("write");
+    let out = site.run(&[&sock, "pidfile=p.pid"]);
+    let text = out.all_text();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for want in [
+        "error: app: ModuleNotFoundError: No module named 'nonexistent_mod'",
+        &format!(
+            "runfcgi: cannot load the app nonexistent_mod:app from {}: the app failed to import \
+             (traceback above)\nnothing was started",
+            toml.display()
+        ),
+    ] {
+        assert!(text.contains(want), "{want:?} missing from: {text}");
+    }
+    assert!(!site.sock().exists(), "socket created: {text}");
+    assert!(!site.dir.join("p.pid").exists(), "pidfile written: {text}");
+    assert!(site.shims().is_empty(), "a server is running: {text}");
+    assert!(site.pythons().is_empty(), "a worker is left: {text}");
+    // Fixed, it starts.
+    fs::write(&toml, &good).expect("write");
+    let out = site.run(&[&sock, "pidfile=p.pid"]);
+    assert!(out.status.success(), "{}", out.all_text());
+    ident(&site.unix()).expect("serving");
+    signal(site.read_pidfile("p.pid"), libc::SIGTERM);
+    site.assert_all_gone(Duration::from_secs(8));
+}
+
 // ---------------------------------------------------------------------------
 // workdir= and site.toml's chdir: the app's working directory
 
