@@ -945,33 +945,90 @@ fn settle_daemon(opts: &Options) -> Result<(), String> {
 }
 
 /// Writes the pid atomically (temp file, then rename), so that a reader
-/// never sees a half-written pid.
+/// never sees a half-written pid; in place when the directory does not let
+/// us create the temp file but the pidfile itself is ours to write (made
+/// beforehand by root in /run, say, as Django's runfcgi allowed).
 fn write_pidfile(path: &Path) -> io::Result<()> {
     let pid = sys::getpid();
+    let text = format!("{pid}\n");
     let name = path
         .file_name()
         .map_or("pid".into(), |n| n.to_string_lossy());
     let tmp = path.with_file_name(format!(".{name}.{pid}.tmp"));
-    let result = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(format!("{pid}\n").as_bytes()))
-        .and_then(|()| fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp); // dropped: it may not exist
+    let new_file = |p: &Path| {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(p)
+    };
+    match new_file(&tmp) {
+        Ok(mut f) => {
+            let result = f
+                .write_all(text.as_bytes())
+                .and_then(|()| fs::rename(&tmp, path));
+            if result.is_err() {
+                let _ = fs::remove_file(&tmp); // dropped: it may not exist
+            }
+            result
+        }
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => new_file(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e2| {
+                let dir = path.parent().unwrap_or(Path::new("/"));
+                io::Error::new(
+                    e2.kind(),
+                    format!(
+                        "{e2} (and {} does not let this user create files: {e})",
+                        dir.display()
+                    ),
+                )
+            }),
+        Err(e) => Err(e),
     }
-    result
+}
+
+/// Warns, where the person starting the server sees it, when `path` names
+/// another runfcgi server that is running: the new pid will replace it.
+fn warn_if_pidfile_taken(path: &Path) {
+    let Some(other) = fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .filter(|&p| {
+            p != sys::getpid()
+                && fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| c.split(|&b| b == 0).any(|arg| arg == b"runfcgi"))
+        })
+    else {
+        return;
+    };
+    crate::warn!(
+        "pidfile={} names pid {other}, another runfcgi server that is running; it will name \
+         this one, so `kill $(cat {})` will stop only this server: give each server a pidfile \
+         of its own",
+        path.display(),
+        path.display()
+    );
 }
 
 /// Removes the pidfile if it still names this process: the restart script
 /// removes it and a new server writes its own while this one still stops.
+/// One that was written in place (see [`write_pidfile`]) is emptied where
+/// it cannot be removed: a pid left in it could later name another process.
 fn remove_pidfile(path: &Path) {
     let ours = fs::read_to_string(path).is_ok_and(|s| s.trim() == sys::getpid().to_string());
-    if ours && let Err(e) = fs::remove_file(path) {
-        crate::warn!("cannot remove pidfile {}: {e}", path.display());
+    if !ours {
+        return;
+    }
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            if let Err(e) = OpenOptions::new().write(true).truncate(true).open(path) {
+                crate::warn!("cannot remove or empty pidfile {}: {e}", path.display());
+            }
+        }
+        Err(e) => crate::warn!("cannot remove pidfile {}: {e}", path.display()),
     }
 }
 
@@ -1092,6 +1149,9 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
         },
     };
     let mut ready = None;
+    if let Some(p) = opts.pidfile.as_deref().filter(|_| !reexecuting) {
+        warn_if_pidfile_taken(p);
+    }
     if opts.daemonize && !reexecuting {
         match daemonize(&listener) {
             Forked::Foreground(code) => return code,

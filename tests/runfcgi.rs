@@ -1562,6 +1562,76 @@ fn a_daemon_whose_app_cannot_load_fails_at_start_with_the_traceback() {
     site.assert_all_gone(Duration::from_secs(8));
 }
 
+/// A pidfile made beforehand (by root, in a folder the user may not write,
+/// as /run/x.pid) is written in place and emptied at the stop; a pidfile
+/// naming another live server is taken over with a warning.
+#[test]
+fn a_pidfile_in_a_folder_the_user_cannot_write_is_written_in_place() {
+    use std::os::unix::process::CommandExt;
+    const NOBODY: u32 = 65534;
+    let site = Site::new("pid-inplace");
+    // nobody may read the site, write its own folder for the socket, and
+    // write the pidfile, but not create files beside the pidfile.
+    let own = site.dir.join("own");
+    let run_dir = site.dir.join("run");
+    fs::create_dir_all(&own).expect("own");
+    fs::create_dir_all(&run_dir).expect("run");
+    std::os::unix::fs::chown(&own, Some(NOBODY), Some(NOBODY)).expect("chown own");
+    let pidfile = run_dir.join("x.pid");
+    fs::write(&pidfile, "").expect("pidfile");
+    std::os::unix::fs::chown(&pidfile, Some(NOBODY), Some(NOBODY)).expect("chown pidfile");
+    let sock = own.join("s.sock");
+    let args = [
+        format!("socket={}", sock.display()),
+        format!("pidfile={}", pidfile.display()),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let start = || {
+        let mut cmd = site.command(&args);
+        cmd.uid(NOBODY).gid(NOBODY);
+        run(&mut cmd, Some(b""), Duration::from_secs(20))
+    };
+    let out = start();
+    assert!(out.status.success(), "{}", out.all_text());
+    let pid: i32 = read_lossy(&pidfile).trim().parse().expect("a pid");
+    ident(&Addr::Unix(sock.clone())).expect("serving");
+    signal(pid, libc::SIGTERM);
+    assert!(
+        wait_until(Duration::from_secs(8), || process_gone(pid)),
+        "did not stop"
+    );
+    assert!(pidfile.exists(), "the pidfile root made is kept");
+    assert_eq!(read_lossy(&pidfile), "", "emptied at the stop");
+}
+
+#[test]
+fn a_pidfile_naming_another_running_server_is_taken_over_with_a_warning() {
+    let site = Site::new("pid-shared");
+    let out = site.run(&["socket=a.sock", "pidfile=shared.pid"]);
+    assert!(out.status.success(), "{}", out.all_text());
+    let first = site.read_pidfile("shared.pid");
+    let out = site.run(&["socket=b.sock", "pidfile=shared.pid"]);
+    assert!(out.status.success(), "{}", out.all_text());
+    let shared = site.dir.join("shared.pid");
+    let want = format!(
+        "warning: pidfile={} names pid {first}, another runfcgi server that is running; it will \
+         name this one, so `kill $(cat {})` will stop only this server: give each server a \
+         pidfile of its own",
+        shared.display(),
+        shared.display()
+    );
+    assert!(
+        out.all_text().contains(&want),
+        "{want}\nnot in: {}",
+        out.all_text()
+    );
+    let second = site.read_pidfile("shared.pid");
+    assert_ne!(first, second);
+    signal(first, libc::SIGTERM);
+    signal(second, libc::SIGTERM);
+    site.assert_all_gone(Duration::from_secs(8));
+}
+
 // ---------------------------------------------------------------------------
 // workdir= and site.toml's chdir: the app's working directory
 
