@@ -217,6 +217,17 @@ fn check(script: PathBuf, args: &[String]) -> i32 {
     r.line("sys.executable", &w.ready.executable);
     r.lines("sys.path", &w.ready.sys_path);
     r.line("app", format!("imported in {} ms", w.ready.import_ms));
+    if w.ready.django_debug == Some(true) {
+        r.warning(format!(
+            "Django's DEBUG is True{}: its error pages show every visitor the site's code, \
+             settings and paths; set DEBUG = False, with the site's names in ALLOWED_HOSTS \
+             (check --host=NAME tries one)",
+            site.settings_module
+                .as_deref()
+                .map(|m| format!(" in {m}"))
+                .unwrap_or_default()
+        ));
+    }
     r.log();
     get(&mut r, &site, w, &path, &host);
     r.finish()

@@ -38,7 +38,8 @@
 //!
 //! Worker to shim:
 //! - `K` ready, once after `C`: `pairs` with `python` (version), `executable`,
-//!   `sys_path` (entries joined by "\n"), `import_ms`.
+//!   `sys_path` (entries joined by "\n"), `import_ms`, and `django_debug`
+//!   ("1" or "0") when the app loaded Django's settings.
 //! - `F` failed to load the app, once after `C` instead of `K`: `pairs` with
 //!   `python`, `executable` and `sys_path` as in `K`, and `traceback` (UTF-8);
 //!   the worker then exits.

@@ -217,12 +217,23 @@ def _pack_pairs(pairs):
 
 def _facts():
     """What K and F report: the interpreter and its sys.path, as they are
-    after the app's import (or its failure)."""
-    return [
+    after the app's import (or its failure); Django's DEBUG once its
+    settings are loaded (check warns of it: its error pages show visitors
+    the site's code and settings)."""
+    facts = [
         (b"python", sys.version.split()[0].encode()),
         (b"executable", os.fsencode(sys.executable or "")),
         (b"sys_path", os.fsencode("\n".join(sys.path))),
     ]
+    conf = sys.modules.get("django.conf")
+    if conf is not None:
+        try:
+            settings = conf.settings
+            if settings.configured:
+                facts.append((b"django_debug", b"1" if settings.DEBUG else b"0"))
+        except Exception:
+            pass
+    return facts
 
 
 def _format_exc():

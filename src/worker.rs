@@ -89,6 +89,8 @@ pub struct Ready {
     pub executable: String,
     pub sys_path: Vec<String>,
     pub import_ms: String,
+    /// Django's settings.DEBUG, when the app loaded Django's settings.
+    pub django_debug: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -99,7 +101,7 @@ pub enum StartError {
     /// sys.path it failed with.
     Import {
         traceback: String,
-        facts: Ready,
+        facts: Box<Ready>,
     },
     /// The interpreter ended before it reported.
     Died(String),
@@ -312,6 +314,11 @@ fn reported(payload: &[u8]) -> Option<(Ready, String)> {
         executable: get(b"executable"),
         sys_path: get(b"sys_path").lines().map(str::to_owned).collect(),
         import_ms: get(b"import_ms"),
+        django_debug: match get(b"django_debug").as_str() {
+            "1" => Some(true),
+            "0" => Some(false),
+            _ => None,
+        },
     };
     Some((ready, get(b"traceback")))
 }
@@ -505,7 +512,10 @@ impl Worker {
                         )));
                     };
                     if h.kind == frame::FAILED {
-                        return Err(StartError::Import { traceback, facts });
+                        return Err(StartError::Import {
+                            traceback,
+                            facts: Box::new(facts),
+                        });
                     }
                     self.ready = facts;
                     return Ok(());

@@ -1012,3 +1012,45 @@ fn check_warns_of_htaccess_lines_that_stop_every_page() {
         assert_ok(&out, &[warning], "OK (1 warning)");
     }
 }
+
+#[test]
+fn check_warns_when_djangos_debug_is_true() {
+    let root = WebRoot::new("check-django-debug");
+    // A stand-in for Django: django.conf.settings, configured, DEBUG on.
+    let lib = root.tmp.join("lib");
+    fs::create_dir_all(lib.join("django")).expect("lib");
+    fs::write(lib.join("django/__init__.py"), "").expect("django");
+    fs::write(
+        lib.join("django/conf.py"),
+        "class _Settings:\n    configured = True\n    DEBUG = True\nsettings = _Settings()\n",
+    )
+    .expect("conf");
+    fs::write(
+        lib.join("djapp.py"),
+        "import django.conf\n\ndef application(environ, start_response):\n    \
+         start_response('200 OK', [])\n    return [b'ok']\n",
+    )
+    .expect("djapp");
+    root.write_site("djapp:application", &root.outside_log(), "");
+    root.prepend_search_path(&lib);
+    let out = root.check(&[], &[]);
+    assert_ok(
+        &out,
+        &[
+            "warning           Django's DEBUG is True: its error pages show every visitor the \
+           site's code, settings and paths; set DEBUG = False, with the site's names in \
+           ALLOWED_HOSTS (check --host=NAME tries one)"
+                .to_owned(),
+        ],
+        "OK (1 warning)",
+    );
+    // DEBUG off: no warning.
+    let conf = fs::read_to_string(lib.join("django/conf.py")).expect("conf");
+    fs::write(
+        lib.join("django/conf.py"),
+        conf.replace("DEBUG = True", "DEBUG = False"),
+    )
+    .expect("conf");
+    let out = root.check(&[], &[]);
+    assert_ok(&out, &[], "OK");
+}

@@ -25,6 +25,21 @@ def test_k_reports_version_executable_sys_path_and_import_time(spawn):
     assert worker.close() == 0
 
 
+@pytest.mark.parametrize("debug, reported", [(True, "1"), (False, "0")])
+def test_k_reports_djangos_debug_once_its_settings_are_loaded(spawn, tmp_path, debug, reported):
+    """check warns of DEBUG = True; a stand-in for django.conf here."""
+    (tmp_path / "django").mkdir()
+    (tmp_path / "django" / "__init__.py").write_text("")
+    (tmp_path / "django" / "conf.py").write_text(
+        f"class _Settings:\n    configured = True\n    DEBUG = {debug}\nsettings = _Settings()\n")
+    (tmp_path / "djdebug.py").write_text(
+        "import django.conf\n\ndef app(environ, start_response):\n"
+        "    start_response('200 OK', [])\n    return [b'']\n")
+    worker = spawn(app="djdebug:app", paths=[str(tmp_path)])
+    assert worker.ready()["django_debug"] == reported
+    assert worker.close() == 0
+
+
 def test_f_reports_version_executable_sys_path_and_the_traceback(spawn):
     """What `check` prints for an app that does not import: the interpreter
     and sys.path the import failed with."""
