@@ -56,8 +56,8 @@ Under a web server it needs no arguments: with a listening socket on fd 0
 (mod_fcgid, mod_fastcgi, lighttpd, spawn-fcgi) it serves FastCGI; started as
 CGI (GATEWAY_INTERFACE set) it serves one request and exits.
 
-site.toml is read from the directory of {prog} as invoked, or from the
-path in FCGI_SHIM_SITE. `touch {prog}` reloads the app.
+site.toml is the file FCGI_SHIM_SITE names, else the one in the directory
+of {prog} as invoked. `touch {prog}` reloads the app.
 "
     )
 }
@@ -185,7 +185,13 @@ fn check(script: PathBuf, args: &[String]) -> i32 {
         r.warning(w);
     }
     let site_file = config::locate(&script);
-    r.line("site.toml", site_file.display());
+    match std::env::var_os("FCGI_SHIM_SITE").filter(|v| !v.is_empty()) {
+        Some(_) => r.line(
+            "site.toml",
+            format!("{} (from FCGI_SHIM_SITE)", site_file.display()),
+        ),
+        None => r.line("site.toml", site_file.display()),
+    }
     let site = match config::load(&site_file) {
         Ok(site) => site,
         Err(e) => {
@@ -436,6 +442,16 @@ fn show_site(r: &mut Report, s: &Site) {
         r.line(&format!("  env.{k}"), env_shown(k, v));
     }
     web_server_addrs(r);
+    if let Some(m) = &s.settings_module
+        && let Some((_, v)) = s.env.iter().find(|(k, _)| k == "DJANGO_SETTINGS_MODULE")
+        && v != m
+    {
+        r.warning(format!(
+            "env.DJANGO_SETTINGS_MODULE = \"{v}\" in {} overrides settings_module = \"{m}\": \
+             the app gets {v}; keep one of the two",
+            s.file.display()
+        ));
+    }
     for (k, _) in s.env.iter().filter(|(k, _)| config::is_key(k)) {
         r.warning(format!(
             "env.{k} in {}: `{k}` is a site.toml key, but every line after [env] belongs to \

@@ -456,7 +456,21 @@ pub fn parse(file: &Path, text: &str) -> Result<Site, Error> {
         match name {
             "python" => site.python = Some(path(string()?)?).filter(|s| !s.is_empty()),
             "search_path" => site.search_path = paths()?.iter().map(|p| dir.join(p)).collect(),
-            "settings_module" => site.settings_module = Some(module(string()?)?),
+            "settings_module" => {
+                let m = module(string()?)?;
+                if let Some((_, attr)) = m.split_once(':') {
+                    return Err(err(
+                        vspan,
+                        Some(name),
+                        format!(
+                            "`{m}` names an attribute (`:{attr}`): a settings module is a \
+                             module only, e.g. \"myproject.settings\"; for a WSGI callable \
+                             use wsgi_app"
+                        ),
+                    ));
+                }
+                site.settings_module = Some(m);
+            }
             "wsgi_app" => site.wsgi_app = Some(module(string()?)?),
             "env" => {
                 let t = v.as_table().ok_or_else(|| wrong(v))?;
@@ -551,7 +565,19 @@ pub fn parse(file: &Path, text: &str) -> Result<Site, Error> {
             "max_body" => site.limits.max_body = size()?,
             "max_rss" => site.limits.max_rss = size()?,
             "io_timeout" => site.limits.io_timeout = seconds()?,
-            "startup_timeout" => site.limits.startup_timeout = seconds()?,
+            "startup_timeout" => {
+                let t = seconds()?;
+                if t.is_zero() {
+                    return Err(err(
+                        vspan,
+                        Some(name),
+                        format!(
+                            "0 s leaves the app no time to import; expected {expected}, at least 1"
+                        ),
+                    ));
+                }
+                site.limits.startup_timeout = t;
+            }
             _ => unreachable!("every name in KEYS has an arm"),
         }
     }
@@ -717,6 +743,28 @@ N = 3
         assert!(p("wsgi_app = \"a:b\"\nlog_file = \"logs/~old.log\"\n").is_ok());
         let e = p("wsgi_app = \"a:b\"\nlog_file = \"\"\n").unwrap_err();
         assert!(e.message.starts_with("the empty string is no file;"), "{e}");
+    }
+
+    #[test]
+    fn a_settings_module_with_an_attribute_or_a_zero_startup_timeout_is_refused() {
+        let e = p("settings_module = \"hello:app\"\n").unwrap_err();
+        assert!(
+            e.message
+                .starts_with("`hello:app` names an attribute (`:app`)"),
+            "{e}"
+        );
+        assert!(
+            e.message.ends_with("for a WSGI callable use wsgi_app"),
+            "{e}"
+        );
+        let e = p("wsgi_app = \"a:b\"\nstartup_timeout = 0\n").unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(
+            e.message
+                .starts_with("0 s leaves the app no time to import"),
+            "{e}"
+        );
+        assert!(p("wsgi_app = \"a:b\"\nstartup_timeout = 1\n").is_ok());
     }
 
     #[test]

@@ -1054,3 +1054,42 @@ fn check_warns_when_djangos_debug_is_true() {
     let out = root.check(&[], &[]);
     assert_ok(&out, &[], "OK");
 }
+
+#[test]
+fn check_warns_when_env_overrides_settings_module_and_names_fcgi_shim_site() {
+    let root = WebRoot::new("check-dsm");
+    // settings_module for a module that is not there: the import fails,
+    // but the warning comes first, from site.toml alone.
+    root.write_site(
+        "echo:app",
+        &root.outside_log(),
+        "[env]\nDJANGO_SETTINGS_MODULE = \"other.settings\"\n",
+    );
+    let text = fs::read_to_string(root.site()).expect("site.toml");
+    fs::write(
+        root.site(),
+        text.replacen(
+            "wsgi_app = \"echo:app\"",
+            "settings_module = \"mysite.settings\"",
+            1,
+        ),
+    )
+    .expect("write");
+    let out = root.check(&[], &[("FCGI_SHIM_SITE", &root.site().to_string_lossy())]);
+    assert_line(
+        &out,
+        &format!(
+            "site.toml         {} (from FCGI_SHIM_SITE)",
+            root.site().display()
+        ),
+    );
+    assert!(
+        warnings(&out).contains(&format!(
+            "warning           env.DJANGO_SETTINGS_MODULE = \"other.settings\" in {} overrides \
+             settings_module = \"mysite.settings\": the app gets other.settings; keep one of the two",
+            root.site().display()
+        )),
+        "{}",
+        out.all_text()
+    );
+}
