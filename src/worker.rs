@@ -291,10 +291,23 @@ pub fn load_error(site: &Site, e: &StartError) -> String {
         .as_deref()
         .or(site.settings_module.as_deref())
         .unwrap_or("?");
-    format!(
+    let mut msg = format!(
         "cannot load the app {app} from {}: {e}",
         site.file.display()
-    )
+    );
+    // The usual first mistake: the app's own module is on no path at all.
+    let top = app.split([':', '.']).next().unwrap_or(app);
+    if let StartError::Import { traceback, .. } = e
+        && traceback.trim_end().lines().last()
+            == Some(&*format!("ModuleNotFoundError: No module named '{top}'"))
+    {
+        msg.push_str(&format!(
+            "; no folder of sys.path holds {top}.py or {top}/: add the one that does to \
+             search_path in {} (search_path = [\".\"] for one beside it)",
+            site.file.display()
+        ));
+    }
+    msg
 }
 
 /// The pairs of a `K` or `F` frame: what the interpreter reported, and the

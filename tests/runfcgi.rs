@@ -1543,7 +1543,10 @@ fn a_daemon_whose_app_cannot_load_fails_at_start_with_the_traceback() {
         "error: app: ModuleNotFoundError: No module named 'nonexistent_mod'",
         &format!(
             "runfcgi: cannot load the app nonexistent_mod:app from {}: the app failed to import \
-             (traceback above)\nnothing was started",
+             (traceback above); no folder of sys.path holds nonexistent_mod.py or \
+             nonexistent_mod/: add the one that does to search_path in {} (search_path = [\".\"] \
+             for one beside it)\nnothing was started",
+            toml.display(),
             toml.display()
         ),
     ] {
