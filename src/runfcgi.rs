@@ -495,6 +495,47 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
     Ok(Some(o))
 }
 
+/// What `parse` changed or leaves unused of the options given, in words:
+/// spares beyond their bounds, and prefork's options under method=threaded.
+fn adjusted(args: &[String], o: &Options) -> Vec<String> {
+    // The last value given for `name` (a later one wins, as in `parse`).
+    let given = |name: &str| {
+        args.iter().rev().find_map(|a| {
+            let (n, v) = a.split_once('=')?;
+            n.eq_ignore_ascii_case(name).then_some(v.trim())
+        })
+    };
+    let mut notes = Vec::new();
+    if o.method == Method::Threaded {
+        let unused: Vec<&str> = ["maxrequests", "minspare", "maxspare"]
+            .into_iter()
+            .filter(|n| given(n).is_some())
+            .collect();
+        if !unused.is_empty() {
+            notes.push(format!(
+                "{} apply to method=prefork only: method=threaded is one process (maxchildren \
+                 caps its threads; site.toml's max_requests recycles its Python worker)",
+                unused.join(", ")
+            ));
+        }
+        return notes;
+    }
+    let number = |name: &str| given(name).and_then(|v| v.parse::<usize>().ok());
+    if let Some(n) = number("maxspare").filter(|&n| n > o.max_spare) {
+        notes.push(format!(
+            "maxspare={n} is more than maxchildren={}: at most {} idle children",
+            o.max_children, o.max_spare
+        ));
+    }
+    if let Some(n) = number("minspare").filter(|&n| n > o.min_spare) {
+        notes.push(format!(
+            "minspare={n} is more than maxspare={}: {} idle children kept in reserve",
+            o.max_spare, o.min_spare
+        ));
+    }
+    notes
+}
+
 impl Options {
     /// Paths made absolute against the directory runfcgi started in: a
     /// daemon changes to workdir before it uses them (where Django would
@@ -1047,6 +1088,11 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
             return 2;
         }
     };
+    if std::env::var_os(LISTENER_ENV).is_none() {
+        for note in adjusted(args, &opts) {
+            crate::warn!("runfcgi: {note}");
+        }
+    }
     // A re-executed image serves on whatever site.toml says now: a server
     // that is up must not die of a config being edited during an `mv`. (It
     // inherits its listener: `inherited` below takes it, or exits.)
@@ -1163,6 +1209,12 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
             signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))
         });
         if let Err(msg) = settled {
+            // The foreground process prints it; stderr may still be the
+            // same terminal, so here it goes to the log file only.
+            if let Ok(null) = OpenOptions::new().write(true).open("/dev/null") {
+                // SAFETY: dup2 onto stderr of a descriptor we own.
+                unsafe { libc::dup2(null.as_raw_fd(), 2) };
+            }
             crate::error!("{msg}");
             ready.iter_mut().for_each(|p| p.failed(&msg));
             listener.remove_file();
@@ -2063,6 +2115,32 @@ mod tests {
     fn spares_are_capped_by_maxchildren() {
         let o = ok(&["socket=s", "maxchildren=2"]);
         assert_eq!((o.max_spare, o.min_spare, o.max_children), (2, 2, 2));
+    }
+
+    #[test]
+    fn adjusted_spares_and_unused_options_are_said() {
+        let notes = |a: &[&str]| {
+            let args: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+            adjusted(&args, &ok(a))
+        };
+        // The defaults, capped, say nothing: only what was given counts.
+        assert!(notes(&["socket=s", "maxchildren=2"]).is_empty());
+        assert_eq!(
+            notes(&["socket=s", "maxspare=1", "minspare=4", "maxchildren=3"]),
+            ["minspare=4 is more than maxspare=1: 1 idle children kept in reserve"]
+        );
+        assert_eq!(
+            notes(&["socket=s", "maxspare=9", "maxchildren=3"]),
+            ["maxspare=9 is more than maxchildren=3: at most 3 idle children"]
+        );
+        assert_eq!(
+            notes(&["socket=s", "method=threaded", "maxrequests=2", "MINSPARE=1"]),
+            [
+                "maxrequests, minspare apply to method=prefork only: method=threaded is one \
+                 process (maxchildren caps its threads; site.toml's max_requests recycles its \
+                 Python worker)"
+            ]
+        );
     }
 
     #[test]
