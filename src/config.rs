@@ -437,6 +437,20 @@ pub fn parse(file: &Path, text: &str) -> Result<Site, Error> {
             Ok(s)
         };
         let paths = || -> Result<Vec<String>, Error> { strings()?.into_iter().map(path).collect() };
+        // "" would name site.toml's own folder: refused, with what leaving
+        // the key out does instead.
+        let nonempty = |s: String, what: &str, without: &str| -> Result<String, Error> {
+            if s.is_empty() {
+                return Err(err(
+                    vspan.clone(),
+                    Some(name),
+                    format!(
+                        "the empty string is no {what}; expected {expected}, or leave the key out {without}"
+                    ),
+                ));
+            }
+            Ok(s)
+        };
         let module = |s: String| -> Result<String, Error> {
             let ok = !s.is_empty()
                 && s.split([':', '.']).all(|part| {
@@ -499,16 +513,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Site, Error> {
                 }
             }
             "log_file" => {
-                let s = path(string()?)?;
-                if s.is_empty() {
-                    return Err(err(
-                        vspan,
-                        Some(name),
-                        format!(
-                            "the empty string is no file; expected {expected}, or leave the key out to log to stderr"
-                        ),
-                    ));
-                }
+                let s = nonempty(path(string()?)?, "file", "to log to stderr")?;
                 site.log_file = Some(dir.join(s));
             }
             "script_name" => {
@@ -529,16 +534,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Site, Error> {
             "debug_allow" => site.debug_allow = nets()?,
             "watch" => site.watch = paths()?.iter().map(|p| dir.join(p)).collect(),
             "chdir" => {
-                let s = path(string()?)?;
-                if s.is_empty() {
-                    return Err(err(
-                        vspan,
-                        Some(name),
-                        format!(
-                            "the empty string is no directory; expected {expected}, or leave the key out for site.toml's folder"
-                        ),
-                    ));
-                }
+                let s = nonempty(path(string()?)?, "directory", "for site.toml's folder")?;
                 let path = dir.join(&s);
                 // Checked here, not at spawn: a missing directory then fails
                 // with this line and key instead of "cannot run python".

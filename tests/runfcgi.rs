@@ -1011,20 +1011,20 @@ exec /usr/bin/env - \
         );
         fs::write(&script, text).expect("write script");
         let restart = || {
-            run(
+            let out = run(
                 Command::new("bash").arg(&script),
                 Some(b""),
                 Duration::from_secs(20),
-            )
+            );
+            assert!(
+                out.status.success(),
+                "{method}: {:?}: {}",
+                out.status,
+                out.all_text()
+            );
         };
 
-        let out = restart();
-        assert!(
-            out.status.success(),
-            "{method}: {:?}: {}",
-            out.status,
-            out.all_text()
-        );
+        restart();
         let first = site.read_pidfile("mysite.pid");
         let addr = site.unix();
         // The environment the script gave reaches the app (and nothing else,
@@ -1040,13 +1040,7 @@ exec /usr/bin/env - \
             "{method}: the request did not reach the app\n{}",
             site.output()
         );
-        let out = restart();
-        assert!(
-            out.status.success(),
-            "{method}: {:?}: {}",
-            out.status,
-            out.all_text()
-        );
+        restart();
         let second = site.read_pidfile("mysite.pid");
         assert_ne!(first, second, "{method}: not restarted");
         ident(&addr).unwrap_or_else(|e| panic!("{method}: after restart: {e}\n{}", site.output()));
