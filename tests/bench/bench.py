@@ -606,6 +606,9 @@ class Bench:
         self.reloads = 2 if quick else 5
         self.strace_reqs = 500 if quick else 2000
         self.shim_src = shim_bin
+        # The source it was built from, as it is now (tests/bench/run built
+        # it just before): edits made during the run are not in it.
+        self.revision = git_state()
         self.rows = []       # the table
         self.details = []    # markdown blocks after the table
         self.chart = {}      # panel -> {server: {label: req/s}}
@@ -1794,7 +1797,7 @@ def main():
     notes = f"""# fcgi-shim benchmark results
 
 Made by `tests/bench/run{' --quick' if args.quick else ''}` on {time.strftime('%Y-%m-%d %H:%M %Z')} ({mode}{'' if ok else '; INCOMPLETE: the run stopped early'}), in {elapsed / 60:.1f} min.
-Binary: fcgi-shim at {git_state()}. {os.cpu_count()} cores, nothing pinned.
+Binary: fcgi-shim at {bench.revision} (as the run began). {os.cpu_count()} cores, nothing pinned.
 Machine load: before the run {' '.join(load_before)} (1/5/15-min load average), {busy_before * 100:.0f}% CPU busy
 over 3 s; after it {' '.join(load_after)}. Busiest processes before: {'; '.join(top_before) or '—'}.
 Other people's processes during the run (sampled each second, a lower bound): {foreign_avg};
