@@ -66,13 +66,25 @@ impl Handler {
     }
 }
 
+/// Modules of Apache 2.2 that 2.4 renamed or dropped: a block for one of
+/// them never applies on 2.4.
+const APACHE_22_ONLY: [&str; 6] = [
+    "mod_access.c",
+    "access_module",
+    "mod_auth.c",
+    "auth_module",
+    "mod_authz_default.c",
+    "authz_default_module",
+];
+
 enum Section {
-    /// `<IfModule>`, `<IfVersion>`, ...: read as if their condition held.
-    /// The shipped .htaccess puts its 2.4 rule in one and its 2.2 rule
-    /// in another, and one of the two applies on any Apache.
+    /// `<IfModule mod_x.c>` (not negated, not a module 2.4 lacks),
+    /// `<IfDefine>`, ...: read as if their condition held. The shipped
+    /// .htaccess puts its 2.4 rule in `<IfModule mod_authz_core.c>`.
     Transparent,
-    /// `<If>`, `<Limit>`, `<RequireAny>`, anything else: a deny inside may
-    /// not hold for every request, so it does not count.
+    /// `<If>`, `<Limit>`, `<IfVersion>`, `<IfModule !mod_x.c>`, anything
+    /// else: a deny inside may not hold (on 2.4, for every request), so it
+    /// does not count.
     Conditional,
     /// `pattern` is None when check cannot read it: then the block's
     /// denies do not count.
@@ -119,8 +131,21 @@ impl Htaccess {
                         pattern: Regex::parse(unquote(arg)),
                         denies: false,
                     },
-                    "ifmodule" | "ifversion" | "ifdefine" | "iffile" | "ifdirective"
-                    | "ifsection" | "requireall" => Section::Transparent,
+                    // A module's block counts as if it applied: the shipped
+                    // file puts its 2.4 rule in <IfModule mod_authz_core.c>.
+                    // Not a negated one (`!mod_authz_core.c` is skipped on
+                    // every 2.4), nor one for a module 2.4 no longer has.
+                    "ifmodule" => {
+                        let module = unquote(arg).to_ascii_lowercase();
+                        if module.starts_with('!') || APACHE_22_ONLY.contains(&module.as_str()) {
+                            Section::Conditional
+                        } else {
+                            Section::Transparent
+                        }
+                    }
+                    "ifdefine" | "iffile" | "ifdirective" | "ifsection" | "requireall" => {
+                        Section::Transparent
+                    }
                     // The shipped files refuse private files only where
                     // they exist (so /report.py still reaches the app);
                     // check asks about files that exist, or will (a log).
@@ -618,6 +643,32 @@ impl Matcher<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deny_counts_only_in_sections_that_apply_on_apache_24() {
+        let denied = |text: &str| Htaccess::parse(text).files.len();
+        let files = |wrap_open: &str, wrap_close: &str| {
+            format!("<Files site.toml>\n{wrap_open}\nRequire all denied\n{wrap_close}\n</Files>\n")
+        };
+        assert_eq!(
+            denied(&files("<IfModule mod_authz_core.c>", "</IfModule>")),
+            1
+        );
+        assert_eq!(
+            denied(&files("<IfModule !mod_authz_core.c>", "</IfModule>")),
+            0
+        );
+        assert_eq!(denied(&files("<IfModule mod_access.c>", "</IfModule>")), 0);
+        assert_eq!(denied(&files("<IfVersion < 2.4>", "</IfVersion>")), 0);
+        // The shipped file: its 2.4 rule counts whatever its 2.2 one does.
+        let auto = include_str!("../htaccess/auto.htaccess");
+        assert!(
+            Htaccess::parse(auto)
+                .files
+                .iter()
+                .any(|p| p.is_match("site.toml"))
+        );
+    }
 
     #[test]
     fn options_and_rewrite_patterns_that_stop_the_site_are_seen() {

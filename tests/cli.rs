@@ -1093,3 +1093,23 @@ fn check_warns_when_env_overrides_settings_module_and_names_fcgi_shim_site() {
         out.all_text()
     );
 }
+
+#[test]
+fn check_does_not_count_deny_rules_that_apache_24_skips() {
+    let root = WebRoot::new("check-ht-skipped");
+    root.write_site("echo:app", &root.outside_log(), "");
+    for htaccess in [
+        // Apache 2.4 has mod_authz_core: the block is skipped.
+        "AddHandler fcgid-script .fcgi\n<IfModule !mod_authz_core.c>\n<Files site.toml>\nRequire all \
+         denied\n</Files>\n</IfModule>\n",
+        // 2.4 renamed mod_access (mod_access_compat): the block is skipped.
+        "AddHandler fcgid-script .fcgi\n<IfModule mod_access.c>\n<Files site.toml>\nDeny from all\n\
+         </Files>\n</IfModule>\n",
+        "AddHandler fcgid-script .fcgi\n<IfVersion < 2.4>\n<Files site.toml>\nDeny from all\n\
+         </Files>\n</IfVersion>\n",
+    ] {
+        fs::write(root.www.join(".htaccess"), htaccess).expect("write .htaccess");
+        let out = root.check(&[], &[]);
+        assert_ok(&out, &[site_toml_exposed(&root)], "OK (1 warning)");
+    }
+}
