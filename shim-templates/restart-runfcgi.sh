@@ -42,13 +42,15 @@ SOCKET="$PROJDIR/mysite.sock"
 UMASK=000
 
 cd $PROJDIR
-if [ -f $PIDFILE ]; then
+if [ -s $PIDFILE ]; then
     PID=`cat -- $PIDFILE`
     kill $PID
     rm -f -- $PIDFILE
     # No wait: the old copy removes the socket file at once and finishes
     # its requests in flight (3 s at most) on the socket it holds, while the
-    # new one below binds a new file and takes the next requests.
+    # new one below binds a new file at once; requests wait in its queue
+    # while it imports the app. (-s: a pidfile that root made in /run is
+    # emptied, not removed, at a stop.)
 fi
 
 exec /usr/bin/env - \

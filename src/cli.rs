@@ -179,7 +179,7 @@ fn check(script: PathBuf, args: &[String]) -> i32 {
     let mut r = Report::default();
     r.line("fcgi-shim", VERSION);
     r.line("executable", script.display());
-    let (mode, htaccess_warnings) = web_server_mode(&script);
+    let (mode, htaccess_warnings, apache_runs_it) = web_server_mode(&script);
     r.line("mode", mode);
     for w in htaccess_warnings {
         r.warning(w);
@@ -201,7 +201,7 @@ fn check(script: PathBuf, args: &[String]) -> i32 {
     };
     show_site(&mut r, &site);
     log_file(&mut r, &site);
-    permissions(&mut r, &site, &script);
+    permissions(&mut r, &site, &script, apache_runs_it);
     exposure(&mut r, &site, &script);
     let python = match worker::find_python(&site) {
         Ok(p) => p,
@@ -228,8 +228,11 @@ fn check(script: PathBuf, args: &[String]) -> i32 {
             "Django's DEBUG is True{}: its error pages show every visitor the site's code, \
              settings and paths; set DEBUG = False, with the site's names in ALLOWED_HOSTS \
              (check --host=NAME tries one)",
-            site.settings_module
-                .as_deref()
+            site.env
+                .iter()
+                .find(|(k, _)| k == "DJANGO_SETTINGS_MODULE")
+                .map(|(_, v)| v.as_str())
+                .or(site.settings_module.as_deref())
                 .map(|m| format!(" in {m}"))
                 .unwrap_or_default()
         ));
@@ -247,7 +250,16 @@ fn server_python(r: &mut Report, site: &Site, here: &Path) {
         return;
     }
     let there = worker::find_python_on(site, worker::SERVER_PATH.as_ref());
-    if there.as_deref().is_ok_and(|p| p == here) {
+    // The same name in the same folder (/bin is /usr/bin on a merged /usr);
+    // not the executable resolved, which would take a virtualenv's python
+    // for the system one it links to.
+    let place = |p: &Path| {
+        (
+            p.parent().and_then(|d| d.canonicalize().ok()),
+            p.file_name().map(ToOwned::to_owned),
+        )
+    };
+    if there.as_deref().is_ok_and(|p| place(p) == place(here)) {
         return;
     }
     let name = site.python.as_deref().unwrap_or("python3");
@@ -648,7 +660,9 @@ fn log_file_opens(log: &Path) -> Result<(), (io::Error, PathBuf)> {
 
 /// Warns about secrets other users of the host can read, and about modes
 /// with which Apache will not run the site.
-fn permissions(r: &mut Report, s: &Site, script: &Path) {
+/// `apache_runs_it`: a handler of the .htaccess runs this file (suEXEC's
+/// rules apply where the host has it).
+fn permissions(r: &mut Report, s: &Site, script: &Path, apache_runs_it: bool) {
     let mode = |p: &Path| {
         std::fs::metadata(p)
             .ok()
@@ -674,11 +688,11 @@ fn permissions(r: &mut Report, s: &Site, script: &Path) {
         ("the executable", script, "755"),
         ("its folder", dir, "755"),
     ] {
-        if let Some((_, m)) = mode(p).filter(|(_, m)| m & 0o022 != 0) {
+        if let Some((_, m)) = mode(p).filter(|(_, m)| apache_runs_it && m & 0o022 != 0) {
             r.warning(format!(
-                "{what} {} has mode {:o}: group or others may write it, and suEXEC refuses to \
-                 run such a program (Apache answers 500, suexec.log says \"writable by \
-                 others\"); chmod {fix} {}",
+                "{what} {} has mode {:o}: group or others may write it, and where the host \
+                 runs programs through suEXEC (most shared hosts do) it refuses such a one \
+                 (Apache answers 500, suexec.log says \"writable by others\"); chmod {fix} {}",
                 p.display(),
                 m & 0o7777,
                 p.display()
@@ -686,7 +700,8 @@ fn permissions(r: &mut Report, s: &Site, script: &Path) {
         }
     }
     let htaccess = dir.join(".htaccess");
-    if let Some((_, m)) = mode(&htaccess).filter(|(_, m)| m & 0o004 == 0) {
+    // Read by others or by the group (640 root:www-data is a common setup).
+    if let Some((_, m)) = mode(&htaccess).filter(|(_, m)| m & 0o044 == 0) {
         r.warning(format!(
             "{} has mode {:o}: Apache reads it as its own user (www-data on Debian), not as you, and \
              answers every request in this folder with 403 when it cannot; chmod 644 {}",
@@ -795,11 +810,11 @@ fn denied(file: &Path) -> bool {
 /// What the web server will do with us, as far as the .htaccess beside us
 /// tells: the handlers it names for our file name, in its order; and a
 /// warning when its rewrite rules send requests to another .fcgi file.
-fn web_server_mode(script: &Path) -> (String, Vec<String>) {
+fn web_server_mode(script: &Path) -> (String, Vec<String>, bool) {
     let dir = script.parent().unwrap_or(Path::new("."));
     let Ok(text) = std::fs::read_to_string(dir.join(".htaccess")) else {
         let mode = "no .htaccess here: FastCGI if the server spawns it with a socket (mod_fcgid, lighttpd), else CGI";
-        return (mode.into(), Vec::new());
+        return (mode.into(), Vec::new(), false);
     };
     let file = script
         .file_name()
@@ -863,7 +878,10 @@ fn web_server_mode(script: &Path) -> (String, Vec<String>) {
             htaccess.display()
         ));
     }
-    if parsed.exec_cgi == Some(false) {
+    // mod_fcgid, mod_fastcgi or mod_cgi runs this file: what ExecCGI and
+    // suEXEC apply to.
+    let runs_it = modes.iter().any(|m| !m.starts_with("handler "));
+    if runs_it && parsed.exec_cgi == Some(false) {
         warnings.push(format!(
             "{} turns ExecCGI off: Apache will not run {file} (403, \"Options ExecCGI is off in \
              this directory\"); write Options +ExecCGI",
@@ -878,7 +896,7 @@ fn web_server_mode(script: &Path) -> (String, Vec<String>) {
             htaccess.display()
         ));
     }
-    (mode, warnings)
+    (mode, warnings, runs_it)
 }
 
 #[cfg(test)]

@@ -25,8 +25,9 @@ pub struct Htaccess {
     /// auto.htaccess names one handler per `<IfModule>`, and the first
     /// whose module is loaded is the one used.
     pub handlers: Vec<Handler>,
-    /// What each `RewriteRule` rewrites to, up to its first `/` (the
-    /// shipped rule's `mysite.fcgi/$1` gives "mysite.fcgi"), in any section.
+    /// The `.fcgi` file each `RewriteRule` rewrites to, if it names one
+    /// (the shipped rule's `mysite.fcgi/$1` gives "mysite.fcgi"), in any
+    /// section.
     pub rewrites_to: Vec<String>,
     /// `RewriteRule` patterns that start with `^/`: in a .htaccess the path
     /// they see has no leading `/`, so they never match.
@@ -98,6 +99,7 @@ impl Htaccess {
     pub fn parse(text: &str) -> Htaccess {
         let mut h = Htaccess::default();
         let mut open: Vec<Section> = Vec::new();
+        let mut some_let_in = false;
         for line in logical_lines(text) {
             let line = line.trim();
             // Apache's comments are whole lines whose first non-blank
@@ -161,12 +163,22 @@ impl Htaccess {
                 && let Some(pattern) = raw.next()
                 && let Some(target) = raw.next()
             {
-                if unquote(pattern).starts_with("^/") {
-                    h.slash_patterns.push(unquote(pattern).to_owned());
+                let pattern = unquote(pattern);
+                // `^/?` and `^/*` match with or without the slash.
+                if pattern.starts_with("^/")
+                    && !pattern.starts_with("^/?")
+                    && !pattern.starts_with("^/*")
+                {
+                    h.slash_patterns.push(pattern.to_owned());
                 }
-                let target = unquote(target);
-                let first = target.split('/').next().unwrap_or(target);
-                h.rewrites_to.push(first.to_owned());
+                // The .fcgi file it names, wherever in the path
+                // (`mysite.fcgi/$1`, `/blog/mysite.fcgi/$1`).
+                if let Some(name) = unquote(target)
+                    .split('/')
+                    .find(|seg| seg.ends_with(".fcgi"))
+                {
+                    h.rewrites_to.push(name.to_owned());
+                }
                 continue;
             }
             let words: Vec<String> = line
@@ -223,6 +235,15 @@ impl Htaccess {
             let deny = match words.as_slice() {
                 ["require", "all", "denied"] | ["deny", "from", "all"] => true,
                 ["require", "all", "granted"] | ["allow", "from", "all"] => false,
+                // Some clients let in (an "only my IP" rule), in any section
+                // outside a <Files> block: a folder-wide deny beside it
+                // does not refuse everyone.
+                ["allow", "from", ..] | ["require", ..] | ["satisfy", "any"] => {
+                    if !open.iter().any(|s| matches!(s, Section::Files { .. })) {
+                        some_let_in = true;
+                    }
+                    continue;
+                }
                 _ => continue,
             };
             if open.iter().any(|s| matches!(s, Section::Conditional)) {
@@ -239,6 +260,9 @@ impl Htaccess {
                 Some(denies) => *denies |= deny,
                 None => h.all = Some(deny),
             }
+        }
+        if some_let_in && h.all == Some(true) {
+            h.all = None;
         }
         h
     }
@@ -687,6 +711,31 @@ mod tests {
         }
         let h = Htaccess::parse("RewriteRule ^/(.*)$ /mysite.fcgi/$1 [QSA,L]\n");
         assert_eq!(h.slash_patterns, ["^/(.*)$"]);
+        assert_eq!(h.rewrites_to, ["mysite.fcgi"]);
+        let h =
+            Htaccess::parse("RewriteRule ^/?(.*)$ ./blog/app.fcgi/$1 [L]\nRewriteRule . - [L]\n");
+        assert_eq!(
+            (h.slash_patterns.len(), h.rewrites_to.clone()),
+            (0, vec!["app.fcgi".to_owned()])
+        );
+    }
+
+    #[test]
+    fn a_folder_wide_deny_that_lets_some_clients_in_is_no_deny_for_all() {
+        assert_eq!(Htaccess::parse("Require all denied\n").all, Some(true));
+        for text in [
+            "Order Deny,Allow\nDeny from all\nAllow from 203.0.113.5\n",
+            "<IfModule !mod_authz_core.c>\nOrder Deny,Allow\nAllow from 203.0.113.5\n</IfModule>\nDeny from all\n",
+            "<RequireAny>\nRequire ip 203.0.113.5\n</RequireAny>\nRequire all denied\n",
+            "Require all denied\nRequire valid-user\n",
+        ] {
+            assert_eq!(Htaccess::parse(text).all, None, "{text}");
+        }
+        // A grant inside a <Files> block is about that file only.
+        let h = Htaccess::parse(
+            "Require all denied\n<Files robots.txt>\nRequire ip 10.0.0.1\n</Files>\n",
+        );
+        assert_eq!(h.all, Some(true));
     }
 
     #[test]

@@ -113,15 +113,22 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
     };
     // The executable the .htaccess must send requests to: this one, when
     // it lives in the folder, else the mysite.fcgi the steps below copy.
-    let script_name = match script.file_name() {
+    let mut script_name = match script.file_name() {
         Some(n) if script.parent() == Some(dir.as_path()) => n.to_string_lossy().into_owned(),
         _ => "mysite.fcgi".to_owned(),
     };
-    if !script_name.ends_with(".fcgi") {
+    // The .htaccess hands only *.fcgi files to FastCGI (or CGI), and a
+    // space, `$`, `%`, a quote or a backslash would break its RewriteRule:
+    // such a name gets the .htaccess for mysite.fcgi, and is told so.
+    if !script_name.ends_with(".fcgi")
+        || script_name.contains(|c: char| c.is_whitespace() || "$%\"'\\".contains(c))
+    {
         println!(
-            "warning: {script_name} does not end in .fcgi, and the .htaccess hands only *.fcgi \
-             files to FastCGI (or CGI): rename it to a name.fcgi and run init again"
+            "warning: the .htaccess cannot run {script_name:?} (it runs files named \
+             something.fcgi, without spaces, $, %, quotes or backslashes): it is written for \
+             mysite.fcgi; rename this file to mysite.fcgi"
         );
+        script_name = "mysite.fcgi".to_owned();
     }
     let htaccess = htaccess_for(&script_name);
     let mut failed = false;

@@ -1045,9 +1045,9 @@ fn warn_if_pidfile_taken(path: &Path) {
         return;
     };
     crate::warn!(
-        "pidfile={} names pid {other}, another runfcgi server that is running; it will name \
-         this one, so `kill $(cat {})` will stop only this server: give each server a pidfile \
-         of its own",
+        "pidfile={} names pid {other}, another runfcgi server that is running (or still \
+         stopping); it will name this one, so `kill $(cat {})` will stop only this server: give \
+         each server a pidfile of its own",
         path.display(),
         path.display()
     );
@@ -1129,33 +1129,6 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
         workdir: opts.workdir.clone(),
         stdout_to_outlog: opts.daemonize && opts.outlog.is_some(),
     });
-    // A daemon that cannot load the app would answer 500 to everyone, the
-    // reason in an errlog that defaults to /dev/null: the app is imported
-    // once here first, where the person at the prompt sees the traceback.
-    // (In the foreground the log shows it anyway, and a re-executed server
-    // keeps serving whatever the app does.)
-    if let Some(site) = site.as_ref().filter(|_| opts.daemonize && !reexecuting) {
-        if let Some(dir) = &opts.workdir
-            && let Err(e) = sys::can_enter(dir)
-        {
-            eprintln!(
-                "{prog} runfcgi: workdir={}: cannot change to it: {e}\nnothing was started",
-                dir.display()
-            );
-            return 1;
-        }
-        match crate::worker::Worker::start(site, false, 1) {
-            Ok(w) => w.stop(Duration::from_secs(5)),
-            Err(e) => {
-                crate::worker::log_traceback(&e);
-                eprintln!(
-                    "{prog} runfcgi: {}\nnothing was started",
-                    crate::worker::load_error(site, &e)
-                );
-                return 1;
-            }
-        }
-    }
     if let Bind::Tcp(addr) = &opts.bind
         && !reexecuting
         && addr.ip().is_unspecified()
@@ -1194,6 +1167,37 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
             }
         },
     };
+    // A daemon that cannot load the app would answer 500 to everyone, the
+    // reason in an errlog that defaults to /dev/null: the app is imported
+    // once here first, where the person at the prompt sees the traceback.
+    // (In the foreground the log shows it anyway, and a re-executed server
+    // keeps serving whatever the app does.) After the bind: a restart's
+    // requests wait in the new socket's queue meanwhile, instead of finding
+    // no socket at all.
+    if let Some(site) = site.as_ref().filter(|_| opts.daemonize && !reexecuting) {
+        if let Some(dir) = &opts.workdir
+            && let Err(e) = sys::can_enter(dir)
+        {
+            eprintln!(
+                "{prog} runfcgi: workdir={}: cannot change to it: {e}\nnothing was started",
+                dir.display()
+            );
+            listener.remove_file();
+            return 1;
+        }
+        match crate::worker::Worker::start(site, false, 1) {
+            Ok(w) => w.stop(Duration::from_secs(5)),
+            Err(e) => {
+                crate::worker::log_traceback(&e);
+                eprintln!(
+                    "{prog} runfcgi: {}\nnothing was started",
+                    crate::worker::load_error(site, &e)
+                );
+                listener.remove_file();
+                return 1;
+            }
+        }
+    }
     let mut ready = None;
     if let Some(p) = opts.pidfile.as_deref().filter(|_| !reexecuting) {
         warn_if_pidfile_taken(p);

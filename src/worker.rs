@@ -297,7 +297,14 @@ pub fn load_error(site: &Site, e: &StartError) -> String {
     );
     // The usual first mistake: the app's own module is on no path at all.
     let top = app.split([':', '.']).next().unwrap_or(app);
+    // (Not when search_path has it: then it is there but unreadable to
+    // this user, which the traceback's own words do not say either.)
+    let in_search_path = site
+        .search_path
+        .iter()
+        .any(|d| d.join(format!("{top}.py")).exists() || d.join(top).is_dir());
     if let StartError::Import { traceback, .. } = e
+        && !in_search_path
         && traceback.trim_end().lines().last()
             == Some(&*format!("ModuleNotFoundError: No module named '{top}'"))
     {

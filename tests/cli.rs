@@ -893,8 +893,8 @@ fn check_warns_of_modes_with_which_apache_will_not_run_the_site() {
     let suexec = |what: &str, p: &Path, mode: &str| {
         format!(
             "warning           {what} {} has mode {mode}: group or others may write it, and \
-             suEXEC refuses to run such a program (Apache answers 500, suexec.log says \
-             \"writable by others\"); chmod 755 {}",
+             where the host runs programs through suEXEC (most shared hosts do) it refuses such \
+             a one (Apache answers 500, suexec.log says \"writable by others\"); chmod 755 {}",
             p.display(),
             p.display()
         )
@@ -914,6 +914,19 @@ fn check_warns_of_modes_with_which_apache_will_not_run_the_site() {
         ],
         "OK (3 warnings)",
     );
+    // No handler of Apache's runs it (lighttpd, nginx): no suEXEC warning;
+    // a .htaccess its group may read (640 root:www-data) is readable.
+    chmod(&exe, 0o775);
+    chmod(&htaccess, 0o640);
+    fs::write(
+        &htaccess,
+        "<Files site.toml>\nRequire all denied\n</Files>\n",
+    )
+    .expect("write");
+    let out = root.check(&[], &[]);
+    assert_ok(&out, &[], "OK");
+    let auto = Path::new(env!("CARGO_MANIFEST_DIR")).join("htaccess/auto.htaccess");
+    fs::copy(auto, &htaccess).expect("auto.htaccess");
     // A log_file that is a folder is a problem, not a file to chmod 600.
     let logs = root.tmp.join("logs");
     chmod(&exe, 0o755);

@@ -362,6 +362,37 @@ fn init_for_a_binary_named_otherwise_writes_its_name_into_the_rewrite() {
 }
 
 #[test]
+fn init_for_a_name_the_htaccess_cannot_run_writes_it_for_mysite_fcgi() {
+    for name in ["fcgi-shim", "my site.fcgi", "a$1.fcgi"] {
+        let tmp = TempDir::new("init-badname");
+        let bin = tmp.join(name);
+        fs::copy(BIN, &bin).expect("copy the binary");
+        let mut cmd = Command::new(&bin);
+        server_env(&mut cmd).arg("init").current_dir(tmp.path());
+        let out = run(&mut cmd, None, Duration::from_secs(10));
+        assert!(out.status.success(), "{name}: {}", out.all_text());
+        let htaccess = fs::read_to_string(tmp.join(".htaccess")).expect(".htaccess");
+        assert_eq!(
+            htaccess,
+            fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("htaccess/auto.htaccess")
+            )
+            .expect("auto"),
+            "{name}"
+        );
+        assert!(
+            out.stdout_text().contains(&format!(
+                "warning: the .htaccess cannot run {name:?} (it runs files named something.fcgi, \
+                 without spaces, $, %, quotes or backslashes): it is written for mysite.fcgi; \
+                 rename this file to mysite.fcgi"
+            )),
+            "{name}: {}",
+            out.all_text()
+        );
+    }
+}
+
+#[test]
 fn init_that_cannot_write_fails_without_next_steps() {
     // A folder where no file can be created, even by root.
     let tmp = TempDir::new("init-ro");

@@ -28,6 +28,8 @@ const APP: &str = r#"
 import os, threading, time
 MARK = "v1"
 HERE = os.path.dirname(os.path.abspath(__file__))
+if os.path.exists(os.path.join(HERE, "slow-import")):
+    time.sleep(1.5)
 
 def app(environ, start_response):
     route = environ.get("PATH_INFO", "").rsplit("/", 1)[-1]
@@ -1513,6 +1515,45 @@ fn a_missing_or_broken_site_toml_fails_at_start_before_daemonizing() {
     );
 }
 
+/// A daemon imports the app once before it is ready, after it binds: a
+/// request that comes meanwhile (a restart's) waits in the socket's queue
+/// and is answered, instead of finding no socket.
+#[test]
+fn a_daemon_listens_while_it_first_imports_the_app() {
+    let site = Site::new("slow-import");
+    fs::write(site.dir.join("slow-import"), "").expect("marker");
+    let sock = format!("socket={}", site.sock().display());
+    let start = {
+        let mut cmd = site.command(&[&sock, "pidfile=p.pid"]);
+        thread::spawn(move || {
+            let out = run(&mut cmd, Some(b""), Duration::from_secs(30));
+            (out, Instant::now())
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || site.sock().exists()),
+        "no socket while the app imports"
+    );
+    let bound = Instant::now();
+    let r = get(&site.unix(), "pid");
+    let (out, ready) = start.join().expect("start thread");
+    assert!(out.status.success(), "{}", out.all_text());
+    assert!(
+        r.is_ok(),
+        "the request during the import failed: {r:?}\n{}",
+        site.output()
+    );
+    // The socket was there for the whole first import (1.5 s), not only
+    // once the daemon was ready.
+    let early = ready.duration_since(bound);
+    assert!(
+        early > Duration::from_secs(1),
+        "bound only {early:?} before ready"
+    );
+    signal(site.read_pidfile("p.pid"), libc::SIGTERM);
+    site.assert_all_gone(Duration::from_secs(8));
+}
+
 /// A daemon that cannot load the app would answer 500 to every request,
 /// with the reason in an errlog that defaults to /dev/null: it fails at the
 /// prompt instead, with the traceback.
@@ -1611,9 +1652,9 @@ fn a_pidfile_naming_another_running_server_is_taken_over_with_a_warning() {
     assert!(out.status.success(), "{}", out.all_text());
     let shared = site.dir.join("shared.pid");
     let want = format!(
-        "warning: pidfile={} names pid {first}, another runfcgi server that is running; it will \
-         name this one, so `kill $(cat {})` will stop only this server: give each server a \
-         pidfile of its own",
+        "warning: pidfile={} names pid {first}, another runfcgi server that is running (or \
+         still stopping); it will name this one, so `kill $(cat {})` will stop only this server: \
+         give each server a pidfile of its own",
         shared.display(),
         shared.display()
     );
