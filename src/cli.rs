@@ -464,6 +464,16 @@ fn show_site(r: &mut Report, s: &Site) {
             s.file.display()
         ));
     }
+    // A number without its unit is bytes: `max_rss = 512` meant megabytes.
+    if (1..16 << 20).contains(&s.limits.max_rss) {
+        r.warning(format!(
+            "max_rss = {} in {} is less than any Python process takes (10 MiB and more): the \
+             worker would be replaced after every request; give a size with its unit, e.g. \
+             \"256M\"",
+            size(s.limits.max_rss, ""),
+            s.file.display()
+        ));
+    }
     for (k, _) in s.env.iter().filter(|(k, _)| config::is_key(k)) {
         r.warning(format!(
             "env.{k} in {}: `{k}` is a site.toml key, but every line after [env] belongs to \

@@ -330,10 +330,22 @@ pub fn parse(file: &Path, text: &str) -> Result<Site, Error> {
         message,
     };
     let table = DeTable::parse(text).map_err(|e| {
+        // Typographic quotes, from a word processor or a web page.
+        // (By line number: a span may end inside a multi-byte character.)
+        let line = e
+            .span()
+            .and_then(|sp| text.lines().nth(line_of(text, sp.start).saturating_sub(1)));
+        let curly =
+            line.is_some_and(|l| l.contains(['\u{201c}', '\u{201d}', '\u{2018}', '\u{2019}']));
+        let hint = if curly {
+            "; “ ” and ‘ ’ are typographic quotes: write straight ones, \" or '"
+        } else {
+            ""
+        };
         err(
             e.span(),
             None,
-            format!("not valid TOML: {}", e.message().trim()),
+            format!("not valid TOML: {}{hint}", e.message().trim()),
         )
     })?;
     let dir = file.parent().unwrap_or(Path::new("/"));
@@ -761,6 +773,19 @@ N = 3
             "{e}"
         );
         assert!(p("wsgi_app = \"a:b\"\nstartup_timeout = 1\n").is_ok());
+    }
+
+    #[test]
+    fn typographic_quotes_get_a_hint() {
+        let e = p("wsgi_app = \u{201c}a:b\u{201d}\n").unwrap_err();
+        assert!(e.message.starts_with("not valid TOML"), "{e}");
+        assert!(
+            e.message
+                .ends_with("are typographic quotes: write straight ones, \" or '"),
+            "{e}"
+        );
+        let e = p("wsgi_app = a:b\n").unwrap_err();
+        assert!(!e.message.contains("typographic"), "{e}");
     }
 
     #[test]

@@ -443,7 +443,7 @@ fn check_shows_limits_debug_proxies_and_web_server_addrs() {
          request_timeout = 30\n\
          idle_timeout = 600\n\
          max_body = \"10M\"\n\
-         max_rss = 1000\n\
+         max_rss = 100000000\n\
          io_timeout = 20\n\
          startup_timeout = 15\n",
     );
@@ -460,7 +460,7 @@ fn check_shows_limits_debug_proxies_and_web_server_addrs() {
         "  request_timeout 30 s".to_owned(),
         "  idle_timeout    600 s".to_owned(),
         "  max_body        10485760 bytes (10 MiB)".to_owned(),
-        "  max_rss         1000 bytes".to_owned(),
+        "  max_rss         100000000 bytes".to_owned(),
         "  io_timeout      20 s".to_owned(),
         "  startup_timeout 15 s".to_owned(),
         "FCGI_WEB_SERVER_ADDRS 127.0.0.1, ::1 (in this shell: TCP peers not listed are refused; \
@@ -851,6 +851,23 @@ fn check_warns_when_the_web_servers_path_gives_another_python() {
 }
 
 #[test]
+fn check_warns_of_a_max_rss_without_its_unit() {
+    let root = WebRoot::new("check-max-rss");
+    root.write_site("echo:app", &root.outside_log(), "max_rss = 512\n");
+    let out = root.check(&[], &[]);
+    assert_ok(
+        &out,
+        &[format!(
+            "warning           max_rss = 512 bytes in {} is less than any Python process takes \
+             (10 MiB and more): the worker would be replaced after every request; give a size \
+             with its unit, e.g. \"256M\"",
+            root.site().display()
+        )],
+        "OK (1 warning)",
+    );
+}
+
+#[test]
 fn check_warns_of_a_site_toml_key_written_below_env() {
     let root = WebRoot::new("check-key-in-env");
     root.write_site(
@@ -883,7 +900,11 @@ fn check_warns_of_modes_with_which_apache_will_not_run_the_site() {
     let chmod = |p: &Path, mode: u32| {
         fs::set_permissions(p, fs::Permissions::from_mode(mode)).expect("chmod")
     };
+    // A copy of its own: install_binary hard-links the one binary of the
+    // build, whose mode every other test shares.
     let exe = root.www.join("mysite.fcgi");
+    fs::remove_file(&exe).expect("rm");
+    fs::copy(BIN, &exe).expect("copy the binary");
     let htaccess = root.www.join(".htaccess");
     chmod(&exe, 0o777);
     chmod(&root.www, 0o775);
