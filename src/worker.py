@@ -645,7 +645,25 @@ def load_app(spec, django):
         __import__(module_name)  # as importlib.import_module, for absolute names
         obj = sys.modules[module_name]
         for part in (attrs or "application").split("."):
-            obj = getattr(obj, part)
+            try:
+                obj = getattr(obj, part)
+            except AttributeError:
+                if obj is not sys.modules[module_name]:
+                    raise
+                # A WSGI app under another name (Flask's `app`): say which
+                # callables the module has of its own (objects, and functions
+                # defined in it; no classes, no imported functions).
+                import types
+
+                named = sorted(
+                    n for n, v in vars(obj).items()
+                    if callable(v) and not n.startswith("_")
+                    and not isinstance(v, (type, types.BuiltinFunctionType))
+                    and (not isinstance(v, types.FunctionType) or v.__module__ == module_name))
+                raise AttributeError("module %r has no attribute %r%s" % (
+                    module_name, part,
+                    "; its callables: %s (name one as wsgi_app = \"%s:NAME\")" % (
+                        ", ".join(named), module_name) if named else "")) from None
     elif django:
         from django.core.wsgi import get_wsgi_application
 

@@ -40,6 +40,18 @@ def test_k_reports_djangos_debug_once_its_settings_are_loaded(spawn, tmp_path, d
     assert worker.close() == 0
 
 
+def test_a_missing_application_names_the_modules_own_callables(spawn, tmp_path):
+    """wsgi_app = "site" for a module whose app is `app` (Flask's name)."""
+    (tmp_path / "flaskish.py").write_text(
+        "import json\nfrom json import dumps\nfrom os.path import join\n"
+        "class Flask:\n    def __call__(self, environ, start_response):\n        return []\n"
+        "app = Flask()\n\ndef helper():\n    pass\n")
+    failed = spawn(app="flaskish", paths=[str(tmp_path)]).failed()
+    assert failed["traceback"].rstrip().endswith(
+        "AttributeError: module 'flaskish' has no attribute 'application'; its callables: app, "
+        "helper (name one as wsgi_app = \"flaskish:NAME\")"), failed["traceback"]
+
+
 def test_f_reports_version_executable_sys_path_and_the_traceback(spawn):
     """What `check` prints for an app that does not import: the interpreter
     and sys.path the import failed with."""
