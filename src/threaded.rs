@@ -484,25 +484,26 @@ fn accept_loop(
 ) {
     let mut params = Vec::new();
     let mut conn = Conn::new();
+    let mut serve = |fd, peer: Option<std::net::IpAddr>| {
+        if !fastcgi::allowed(addrs, peer) {
+            let ip = peer.map(|p| p.to_string()).unwrap_or_default();
+            crate::warn!("refused a connection from {ip}: not in FCGI_WEB_SERVER_ADDRS");
+            return;
+        }
+        shared.check_reload();
+        let io = lock(&shared.app).io_timeout();
+        conn.attach(fd, io, true);
+        let mut handler = ThreadHandler { shared, bufs: None };
+        while let Ok(true) = fastcgi::serve_request(&mut conn, &mut handler, &mut params) {
+            if signals::stop_requested().is_some() {
+                break;
+            }
+        }
+        conn.close();
+    };
     while signals::stop_requested().is_none() {
         match sys::accept(listener) {
-            Ok((fd, peer)) => {
-                if !fastcgi::allowed(addrs, peer) {
-                    let ip = peer.map(|p| p.to_string()).unwrap_or_default();
-                    crate::warn!("refused a connection from {ip}: not in FCGI_WEB_SERVER_ADDRS");
-                    continue;
-                }
-                shared.check_reload();
-                let io = lock(&shared.app).io_timeout();
-                conn.attach(fd, io, true);
-                let mut handler = ThreadHandler { shared, bufs: None };
-                while let Ok(true) = fastcgi::serve_request(&mut conn, &mut handler, &mut params) {
-                    if signals::stop_requested().is_some() {
-                        break;
-                    }
-                }
-                conn.close();
-            }
+            Ok((fd, peer)) => serve(fd, peer),
             Err(e)
                 if matches!(
                     e.raw_os_error(),
@@ -523,5 +524,14 @@ fn accept_loop(
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+    }
+    // As fastcgi::serve at its exit: connections the web server queued
+    // before the stop are served within its grace, not reset.
+    let until = Instant::now() + signals::GRACE;
+    while !signals::grace_over() && Instant::now() < until {
+        let Ok((fd, peer)) = sys::accept(listener) else {
+            break;
+        };
+        serve(fd, peer);
     }
 }
