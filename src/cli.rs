@@ -822,20 +822,30 @@ fn denied(file: &Path) -> bool {
 /// warning when its rewrite rules send requests to another .fcgi file.
 fn web_server_mode(script: &Path) -> (String, Vec<String>, bool) {
     let dir = script.parent().unwrap_or(Path::new("."));
-    let Ok(text) = std::fs::read_to_string(dir.join(".htaccess")) else {
+    // Handlers are inherited: those of the folders above (a site in
+    // public_html/blog/) come first, then this folder's own.
+    let mut above: Vec<&Path> = dir.ancestors().skip(1).collect();
+    above.reverse();
+    let inherited: Vec<_> = above
+        .iter()
+        .filter_map(|d| std::fs::read_to_string(d.join(".htaccess")).ok())
+        .flat_map(|t| Htaccess::parse(&t).handlers)
+        .collect();
+    let own = std::fs::read_to_string(dir.join(".htaccess")).ok();
+    if own.is_none() && inherited.is_empty() {
         let mode = "no .htaccess here: FastCGI if the server spawns it with a socket (mod_fcgid, lighttpd), else CGI";
         return (mode.into(), Vec::new(), false);
-    };
+    }
     let file = script
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    // In the file's order, as Apache reads it: a handler outside any
+    // In the files' order, as Apache reads them: a handler outside any
     // section replaces those before it (RemoveHandler drops them); one in
     // an <IfModule> is an alternative, used if its module is there.
-    let parsed = Htaccess::parse(&text);
+    let parsed = Htaccess::parse(own.as_deref().unwrap_or(""));
     let mut modes: Vec<String> = Vec::new();
-    for h in parsed.handlers {
+    for h in inherited.into_iter().chain(parsed.handlers) {
         if !h.applies_to(&file) {
             continue;
         }

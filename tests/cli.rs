@@ -1147,3 +1147,35 @@ fn check_does_not_count_deny_rules_that_apache_24_skips() {
         assert_ok(&out, &[site_toml_exposed(&root)], "OK (1 warning)");
     }
 }
+
+#[test]
+fn check_reads_the_handler_of_the_folder_above_for_a_site_in_a_subfolder() {
+    let root = WebRoot::new("check-mode-above");
+    let fcgid = Path::new(env!("CARGO_MANIFEST_DIR")).join("htaccess/fcgid.htaccess");
+    fs::copy(fcgid, root.www.join(".htaccess")).expect("fcgid.htaccess");
+    let blog = root.www.join("blog");
+    fs::create_dir_all(&blog).expect("blog");
+    fs::copy(BIN, blog.join("mysite.fcgi")).expect("copy the binary");
+    fs::write(
+        blog.join("site.toml"),
+        format!(
+            "search_path = [{}]\nwsgi_app = \"echo:app\"\n",
+            toml_str(&apps_dir().to_string_lossy())
+        ),
+    )
+    .expect("site.toml");
+    let mut cmd = Command::new(blog.join("mysite.fcgi"));
+    server_env(&mut cmd).arg("check").current_dir(&blog);
+    let out = run(&mut cmd, None, Duration::from_secs(20));
+    assert_line(
+        &out,
+        "mode              FastCGI via mod_fcgid (from .htaccess)",
+    );
+    // Its own .htaccess comes after the one above: its AddHandler wins.
+    fs::write(blog.join(".htaccess"), "AddHandler cgi-script .fcgi\n").expect("own .htaccess");
+    let out = run(&mut cmd, None, Duration::from_secs(20));
+    assert_line(
+        &out,
+        "mode              plain CGI via mod_cgi (from .htaccess)",
+    );
+}
