@@ -58,6 +58,8 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
         eprintln!("{prog} init: {} is not a directory", dir.display());
         return 1;
     }
+    // Other Django projects found near the first: said, not guessed among.
+    let mut others: Vec<PathBuf> = Vec::new();
     let found = match project {
         Some(p) => match django_at(&p) {
             Some(f) => f,
@@ -66,7 +68,12 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
                 return 1;
             }
         },
-        None => find_django(&dir).unwrap_or_default(),
+        None => {
+            let mut all = find_django(&dir).into_iter();
+            let first = all.next().unwrap_or_default();
+            others = all.filter_map(|f| f.project_dir).collect();
+            first
+        }
     };
     match &found.project_dir {
         Some(p) => println!(
@@ -78,6 +85,13 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
             "no Django project (manage.py) found near {}; fill in wsgi_app by hand",
             dir.display()
         ),
+    }
+    if !others.is_empty() {
+        let shown: Vec<String> = others.iter().map(|p| p.display().to_string()).collect();
+        println!(
+            "also found a Django project in {}: give --project=PATH to use one of those instead",
+            shown.join(", ")
+        );
     }
     if let Some(py) = &found.python {
         println!("found a virtualenv interpreter: {}", py.display());
@@ -343,7 +357,9 @@ fn render_site(found: &Found) -> String {
 }
 
 /// Looks for manage.py in `dir`, its parent, and their subdirectories.
-fn find_django(dir: &Path) -> Option<Found> {
+/// The Django projects near `dir`: in it, its parent, and their
+/// subfolders, in that order (then by name).
+fn find_django(dir: &Path) -> Vec<Found> {
     let mut places = vec![dir.to_path_buf()];
     if let Some(parent) = dir.parent() {
         places.push(parent.to_path_buf());
@@ -361,7 +377,7 @@ fn find_django(dir: &Path) -> Option<Found> {
             candidates.extend(subs);
         }
     }
-    candidates.iter().find_map(|c| django_at(c))
+    candidates.iter().filter_map(|c| django_at(c)).collect()
 }
 
 fn django_at(dir: &Path) -> Option<Found> {

@@ -499,6 +499,32 @@ fn init_warns_when_manage_py_is_in_the_web_root_itself_or_given_inside_it() {
 }
 
 #[test]
+fn init_with_several_django_projects_nearby_takes_the_first_and_names_the_others() {
+    let tmp = TempDir::new("init-several");
+    let www = tmp.join("public_html");
+    fs::create_dir(&www).expect("www");
+    django_project(&tmp.join("aaa_oldsite"));
+    django_project(&tmp.join("zzz_mysite"));
+    let out = init_in(&www, &[], None);
+    assert!(out.status.success(), "{}", out.all_text());
+    let text = out.stdout_text();
+    assert!(
+        text.contains(&format!(
+            "found a Django project in {} ",
+            tmp.join("aaa_oldsite").display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "also found a Django project in {}: give --project=PATH to use one of those instead",
+            tmp.join("zzz_mysite").display()
+        )),
+        "{text}"
+    );
+}
+
+#[test]
 fn init_does_not_warn_for_a_project_beside_the_web_root() {
     let tmp = TempDir::new("init-beside");
     let www = tmp.join("public_html");
