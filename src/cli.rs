@@ -185,7 +185,7 @@ fn check(script: PathBuf, args: &[String]) -> i32 {
         r.warning(w);
     }
     let site_file = config::locate(&script);
-    match std::env::var_os("FCGI_SHIM_SITE").filter(|v| !v.is_empty()) {
+    match config::site_from_env() {
         Some(_) => r.line(
             "site.toml",
             format!("{} (from FCGI_SHIM_SITE)", site_file.display()),
@@ -228,11 +228,7 @@ fn check(script: PathBuf, args: &[String]) -> i32 {
             "Django's DEBUG is True{}: its error pages show every visitor the site's code, \
              settings and paths; set DEBUG = False, with the site's names in ALLOWED_HOSTS \
              (check --host=NAME tries one)",
-            site.env
-                .iter()
-                .find(|(k, _)| k == "DJANGO_SETTINGS_MODULE")
-                .map(|(_, v)| v.as_str())
-                .or(site.settings_module.as_deref())
+            site.django_settings()
                 .map(|m| format!(" in {m}"))
                 .unwrap_or_default()
         ));
@@ -455,7 +451,7 @@ fn show_site(r: &mut Report, s: &Site) {
     }
     web_server_addrs(r);
     if let Some(m) = &s.settings_module
-        && let Some((_, v)) = s.env.iter().find(|(k, _)| k == "DJANGO_SETTINGS_MODULE")
+        && let Some(v) = s.env_var("DJANGO_SETTINGS_MODULE")
         && v != m
     {
         r.warning(format!(
@@ -542,30 +538,11 @@ fn joined<T: std::fmt::Display>(items: impl IntoIterator<Item = T>, none: &str) 
     }
 }
 
-/// `%XX` decoded, as web servers decode PATH_INFO; a `%` not followed by
-/// two hex digits stays as it is.
-fn percent_decoded(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).and_then(|&c| hex(c)),
-            b.get(i + 2).and_then(|&c| hex(c)),
-        ) {
-            (b'%', Some(hi), Some(lo)) => {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    out
+/// PATH_INFO for `path`, %XX-decoded as a web server decodes it; as it is
+/// when an escape is malformed (a `%` not followed by two hex digits).
+fn percent_decoded(path: &str) -> Vec<u8> {
+    crate::environ::percent_decode(path.as_bytes())
+        .map_or_else(|| path.as_bytes().to_vec(), Cow::into_owned)
 }
 
 /// An [env] value as `check` prints it: people paste the report into
@@ -831,7 +808,8 @@ fn web_server_mode(script: &Path) -> (String, Vec<String>, bool) {
         .filter_map(|d| std::fs::read_to_string(d.join(".htaccess")).ok())
         .flat_map(|t| Htaccess::parse(&t).handlers)
         .collect();
-    let own = std::fs::read_to_string(dir.join(".htaccess")).ok();
+    let htaccess = dir.join(".htaccess");
+    let own = std::fs::read_to_string(&htaccess).ok();
     if own.is_none() && inherited.is_empty() {
         let mode = "no .htaccess here: FastCGI if the server spawns it with a socket (mod_fcgid, lighttpd), else CGI";
         return (mode.into(), Vec::new(), false);
@@ -875,7 +853,7 @@ fn web_server_mode(script: &Path) -> (String, Vec<String>, bool) {
                 "{} rewrites requests to {other}, but this executable is {file}: every page \
                  would ask for a file that is not there; write {file} for {other} in it (and \
                  {} for {}), or rename this file",
-                dir.join(".htaccess").display(),
+                htaccess.display(),
                 file.replace('.', "\\."),
                 other.replace('.', "\\.")
             )
@@ -888,7 +866,6 @@ fn web_server_mode(script: &Path) -> (String, Vec<String>, bool) {
             modes.join(", then ")
         ),
     };
-    let htaccess = dir.join(".htaccess");
     let mut warnings: Vec<String> = misrouted.into_iter().collect();
     if parsed.all == Some(true) {
         warnings.push(format!(

@@ -44,6 +44,24 @@ pub struct Site {
     pub limits: Limits,
 }
 
+impl Site {
+    /// The value [env] gives `name`, if it gives one.
+    pub fn env_var(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The settings module Django gets: [env]'s DJANGO_SETTINGS_MODULE when
+    /// it sets one (the worker's environment takes [env] last), else
+    /// `settings_module`.
+    pub fn django_settings(&self) -> Option<&str> {
+        self.env_var("DJANGO_SETTINGS_MODULE")
+            .or(self.settings_module.as_deref())
+    }
+}
+
 /// Limits, each with a default a shared host can live with.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Limits {
@@ -253,7 +271,7 @@ pub fn locate(script: &Path) -> PathBuf {
 }
 
 /// `FCGI_SHIM_SITE`, unless unset or empty.
-fn site_from_env() -> Option<std::ffi::OsString> {
+pub fn site_from_env() -> Option<std::ffi::OsString> {
     std::env::var_os("FCGI_SHIM_SITE").filter(|p| !p.is_empty())
 }
 

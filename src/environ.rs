@@ -271,7 +271,7 @@ fn starts_at_segment(path: &[u8], prefix: &[u8]) -> bool {
 
 /// %XX-decodes a URL path (borrowed when it has no escape); None when an
 /// escape is malformed.
-fn percent_decode(s: &[u8]) -> Option<Cow<'_, [u8]>> {
+pub(crate) fn percent_decode(s: &[u8]) -> Option<Cow<'_, [u8]>> {
     if !s.contains(&b'%') {
         return Some(Cow::Borrowed(s));
     }

@@ -756,20 +756,28 @@ pub fn serve(app: &mut App, listener: RawFd, mut first: Option<OwnedFd>) -> i32 
     // first (FIELD_NOTES, "Lifecycle and reload"). After a stop signal only
     // within its grace; the next connection may then find no one, as with
     // any server that stops.
-    let until = Instant::now() + signals::GRACE;
-    while !signals::grace_over() && Instant::now() < until {
-        let Ok((conn, peer)) = sys::accept(listener) else {
-            break;
-        };
+    serve_queued(listener, |conn, peer| {
         if allowed(&addrs, peer) {
             crate::info!("serving a request that was queued before the exit");
             conn_bufs.attach(conn, app.io_timeout(), false);
             serve_conn(app, &mut conn_bufs, listener, &mut params);
             conn_bufs.close();
         }
-    }
+    });
     app.shutdown();
     0
+}
+
+/// Hands `serve` the connections already in `listener`'s queue, within a
+/// stop's grace: a process that exits with connections queued resets them.
+pub(crate) fn serve_queued(listener: RawFd, mut serve: impl FnMut(OwnedFd, Option<IpAddr>)) {
+    let until = Instant::now() + signals::GRACE;
+    while !signals::grace_over() && Instant::now() < until {
+        let Ok((conn, peer)) = sys::accept(listener) else {
+            break;
+        };
+        serve(conn, peer);
+    }
 }
 
 /// Waits (at most a second) for a connection, logging the idle worker's

@@ -210,26 +210,25 @@ impl Htaccess {
                 _ => None,
             };
             if let Some((name, exts)) = handler {
-                let mut scope = None;
-                let mut readable = true;
-                for s in &open {
-                    if let Section::Files { pattern, .. } = s {
-                        scope = pattern.clone();
-                        readable = pattern.is_some();
-                    }
+                // The innermost <Files> block's pattern; a block whose
+                // pattern check cannot read makes the line not count.
+                let files = open.iter().rev().find_map(|s| match s {
+                    Section::Files { pattern, .. } => Some(pattern),
+                    _ => None,
+                });
+                if let Some(None) = files {
+                    continue;
                 }
-                if readable {
-                    h.handlers.push(Handler {
-                        name: name.map(|n| unquote(n).to_owned()),
-                        exts: exts.map(|e| {
-                            e.iter()
-                                .map(|x| unquote(x).trim_start_matches('.').to_owned())
-                                .collect()
-                        }),
-                        scope,
-                        conditional: open.iter().any(|s| !matches!(s, Section::Files { .. })),
-                    });
-                }
+                h.handlers.push(Handler {
+                    name: name.map(|n| unquote(n).to_owned()),
+                    exts: exts.map(|e| {
+                        e.iter()
+                            .map(|x| unquote(x).trim_start_matches('.').to_owned())
+                            .collect()
+                    }),
+                    scope: files.cloned().flatten(),
+                    conditional: open.iter().any(|s| !matches!(s, Section::Files { .. })),
+                });
                 continue;
             }
             let deny = match words.as_slice() {

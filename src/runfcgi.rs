@@ -950,14 +950,17 @@ fn daemonize(listener: &Listener) -> Forked {
     }
 }
 
+fn workdir_unusable(dir: &Path, e: &io::Error) -> String {
+    format!("workdir={}: cannot change to it: {e}", dir.display())
+}
+
 /// The daemon's side after the forks: working directory and stdio.
 fn settle_daemon(opts: &Options) -> Result<(), String> {
     let workdir = opts
         .workdir
         .as_deref()
         .unwrap_or(Path::new(DEFAULT_WORKDIR));
-    std::env::set_current_dir(workdir)
-        .map_err(|e| format!("workdir={}: cannot change to it: {e}", workdir.display()))?;
+    std::env::set_current_dir(workdir).map_err(|e| workdir_unusable(workdir, &e))?;
     let open = |path: Option<&Path>, name: &str, write: bool| {
         let p = path.unwrap_or(Path::new("/dev/null"));
         OpenOptions::new()
@@ -1179,8 +1182,8 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
             && let Err(e) = sys::can_enter(dir)
         {
             eprintln!(
-                "{prog} runfcgi: workdir={}: cannot change to it: {e}\nnothing was started",
-                dir.display()
+                "{prog} runfcgi: {}\nnothing was started",
+                workdir_unusable(dir, &e)
             );
             listener.remove_file();
             return 1;

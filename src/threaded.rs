@@ -525,13 +525,6 @@ fn accept_loop(
             }
         }
     }
-    // As fastcgi::serve at its exit: connections the web server queued
-    // before the stop are served within its grace, not reset.
-    let until = Instant::now() + signals::GRACE;
-    while !signals::grace_over() && Instant::now() < until {
-        let Ok((fd, peer)) = sys::accept(listener) else {
-            break;
-        };
-        serve(fd, peer);
-    }
+    // Connections the web server queued before the stop: served, not reset.
+    fastcgi::serve_queued(listener, serve);
 }
