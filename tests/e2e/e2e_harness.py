@@ -611,7 +611,9 @@ def wait_for_unix_socket(path, timeout=15, alive=lambda: True):
 
 def stop_process(proc_or_pid, sig=signal.SIGTERM, timeout=10):
     """Send sig, wait for the process to be gone, SIGKILL it after timeout.
-    Returns True when it went by itself."""
+    Returns True when it went by itself (or there was none: None)."""
+    if proc_or_pid is None:
+        return True
     pid = proc_or_pid if isinstance(proc_or_pid, int) else proc_or_pid.pid
     try:
         os.kill(pid, sig)
@@ -656,10 +658,7 @@ class ForegroundServer:
 
     def stop(self):
         """SIGTERM: the server stops, and takes what it spawned along."""
-        if self.proc is None:
-            return True
-        clean = stop_process(self.proc, signal.SIGTERM, timeout=15)
-        self.proc = None
+        clean, self.proc = stop_process(self.proc, signal.SIGTERM, timeout=15), None
         return clean
 
     def report(self):
@@ -809,10 +808,7 @@ class SpawnFcgi:
             raise RuntimeError(f"nothing accepts on {self.sock} (pid {self.pid})")
 
     def stop(self):
-        if self.pid is None:
-            return True
-        clean = stop_process(self.pid, signal.SIGTERM, timeout=10)
-        self.pid = None
+        clean, self.pid = stop_process(self.pid, signal.SIGTERM, timeout=10), None
         return clean
 
     def report(self):
@@ -846,10 +842,7 @@ class RunFcgi:
                                f"(exit {self.proc.poll()}):\n{tail(self.log)}")
 
     def stop(self):
-        if self.proc is None:
-            return True
-        clean = stop_process(self.proc, signal.SIGTERM, timeout=10)
-        self.proc = None
+        clean, self.proc = stop_process(self.proc, signal.SIGTERM, timeout=10), None
         return clean
 
     def report(self):
@@ -1383,10 +1376,7 @@ class UserRunFcgi:
         assert alive(self.pid)
 
     def stop(self):
-        if self.pid is None:
-            return True
-        clean = stop_process(self.pid, signal.SIGTERM, timeout=10)
-        self.pid = None
+        clean, self.pid = stop_process(self.pid, signal.SIGTERM, timeout=10), None
         return clean
 
     def report(self):
