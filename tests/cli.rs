@@ -1179,3 +1179,22 @@ fn check_reads_the_handler_of_the_folder_above_for_a_site_in_a_subfolder() {
         "mode              plain CGI via mod_cgi (from .htaccess)",
     );
 }
+
+#[test]
+fn check_hides_env_values_that_look_secret_and_a_urls_password() {
+    let root = WebRoot::new("check-secrets");
+    root.write_site(
+        "echo:app",
+        &root.outside_log(),
+        "[env]\nSECRET_KEY = \"s3cr3t-value\"\nDATABASE_URL = \"postgres://bob:hunter2@db/x\"\nLANG = \"C.UTF-8\"\n",
+    );
+    let out = root.check(&[], &[]);
+    assert_line(&out, "  env.SECRET_KEY  (hidden)");
+    assert_line(&out, "  env.DATABASE_URL postgres://bob:(hidden)@db/x");
+    assert_line(&out, "  env.LANG        C.UTF-8");
+    let text = out.all_text();
+    assert!(
+        !text.contains("s3cr3t-value") && !text.contains("hunter2"),
+        "{text}"
+    );
+}

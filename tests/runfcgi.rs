@@ -1199,43 +1199,49 @@ fn a_stop_signal_lets_requests_in_flight_finish_for_both_methods() {
     }
 }
 
-/// Requests still in the listen queue when the stop comes (every thread
-/// busy) are served within the grace, not reset: the web server sent them
+/// Requests still in the listen queue when the stop comes (every child or
+/// thread busy) are served within the grace, not reset: the web server sent them
 /// before the socket file went.
 #[test]
-fn a_threaded_stop_serves_the_requests_queued_before_it() {
-    let mut site = Site::new("stop-queued");
-    let sock = format!("socket={}", site.sock().display());
-    let i = site.foreground(&["method=threaded", &sock, "maxchildren=2"]);
-    let addr = site.unix();
-    site.wait_serving(&addr);
-    let pid = site.pid(i);
-    let busy: Vec<_> = (0..2)
-        .map(|_| {
-            let addr = addr.clone();
-            thread::spawn(move || get(&addr, "inflight"))
-        })
-        .collect();
-    assert!(
-        wait_until(Duration::from_secs(10), || inflight(&site) == 2),
-        "{} of 2 requests reached the app\n{}",
-        inflight(&site),
-        site.output()
-    );
-    // Two more: both threads are busy, so they wait in the queue.
-    let queued: Vec<_> = (0..2)
-        .map(|_| {
-            let addr = addr.clone();
-            thread::spawn(move || get(&addr, "pid"))
-        })
-        .collect();
-    thread::sleep(Duration::from_millis(200));
-    signal(pid, libc::SIGTERM);
-    for r in busy.into_iter().chain(queued) {
-        let r = r.join().expect("request thread");
-        assert!(r.is_ok(), "a request failed: {r:?}\n{}", site.output());
+fn a_stop_serves_the_requests_queued_before_it_for_both_methods() {
+    for method in ["method=prefork", "method=threaded"] {
+        let mut site = Site::new("stop-queued");
+        let sock = format!("socket={}", site.sock().display());
+        let i = site.foreground(&[method, &sock, "maxchildren=2"]);
+        let addr = site.unix();
+        site.wait_serving(&addr);
+        let pid = site.pid(i);
+        let busy: Vec<_> = (0..2)
+            .map(|_| {
+                let addr = addr.clone();
+                thread::spawn(move || get(&addr, "inflight"))
+            })
+            .collect();
+        assert!(
+            wait_until(Duration::from_secs(10), || inflight(&site) == 2),
+            "{method}: {} of 2 requests reached the app\n{}",
+            inflight(&site),
+            site.output()
+        );
+        // Two more: both children (threads) are busy, so they wait in the queue.
+        let queued: Vec<_> = (0..2)
+            .map(|_| {
+                let addr = addr.clone();
+                thread::spawn(move || get(&addr, "pid"))
+            })
+            .collect();
+        thread::sleep(Duration::from_millis(200));
+        signal(pid, libc::SIGTERM);
+        for r in busy.into_iter().chain(queued) {
+            let r = r.join().expect("request thread");
+            assert!(
+                r.is_ok(),
+                "{method}: a request failed: {r:?}\n{}",
+                site.output()
+            );
+        }
+        site.assert_exits_0(i, method);
     }
-    site.assert_exits_0(i, "threaded stop");
 }
 
 // ---------------------------------------------------------------------------
