@@ -157,8 +157,7 @@ fn init_writes_site_toml_and_htaccess_and_never_overwrites() {
     assert!(out.status.success(), "{}", out.all_text());
     let htaccess = fs::read_to_string(tmp.join(".htaccess")).expect(".htaccess written");
     let shipped =
-        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("htaccess/auto.htaccess"))
-            .expect("htaccess/auto.htaccess");
+        fs::read_to_string(shipped_htaccess("auto.htaccess")).expect("htaccess/auto.htaccess");
     assert_eq!(htaccess, shipped);
     let site = fs::read_to_string(tmp.join("site.toml")).expect("site.toml written");
     assert!(!site.contains("{{"), "placeholder left: {site}");
@@ -248,7 +247,7 @@ impl WebRoot {
         let www = tmp.join("www");
         fs::create_dir_all(&www).expect("www");
         install_binary(&www);
-        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("htaccess/auto.htaccess");
+        let shipped = shipped_htaccess("auto.htaccess");
         fs::copy(shipped, www.join(".htaccess")).expect("copy auto.htaccess");
         WebRoot { tmp, www }
     }
@@ -585,7 +584,7 @@ fn check_log_file_in_the_web_root_without_a_deny_rule_warns() {
     );
 
     // Denied by the shipped .htaccess ...
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("htaccess/auto.htaccess");
+    let shipped = shipped_htaccess("auto.htaccess");
     fs::copy(&shipped, root.www.join(".htaccess")).expect("copy auto.htaccess");
     let out = root.check(&[], &[]);
     assert_ok(&out, &[], "OK");
@@ -708,14 +707,8 @@ fn check_world_readable_site_toml_and_log_are_counted_warnings() {
 fn check_tells_the_mode_from_the_handlers_the_htaccess_names() {
     let root = WebRoot::new("check-mode");
     root.write_site("echo:app", &root.outside_log(), "");
-    let shipped = |name: &str| {
-        fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("htaccess")
-                .join(name),
-        )
-        .expect("shipped .htaccess")
-    };
+    let shipped =
+        |name: &str| fs::read_to_string(shipped_htaccess(name)).expect("shipped .htaccess");
     let rows = [
         (
             shipped("fcgid.htaccess"),
@@ -946,7 +939,7 @@ fn check_warns_of_modes_with_which_apache_will_not_run_the_site() {
     .expect("write");
     let out = root.check(&[], &[]);
     assert_ok(&out, &[], "OK");
-    let auto = Path::new(env!("CARGO_MANIFEST_DIR")).join("htaccess/auto.htaccess");
+    let auto = shipped_htaccess("auto.htaccess");
     fs::copy(auto, &htaccess).expect("auto.htaccess");
     // A log_file that is a folder is a problem, not a file to chmod 600.
     let logs = root.tmp.join("logs");
@@ -959,6 +952,17 @@ fn check_warns_of_modes_with_which_apache_will_not_run_the_site() {
         "{}",
         out.all_text()
     );
+    assert_line(
+        &out,
+        &format!(
+            "PROBLEM           cannot open log_file {}: Is a directory (os error 21); point \
+             log_file in {} at a file you can write; until then the site logs to stderr only, \
+             which shared hosts often do not let you read",
+            logs.display(),
+            root.site().display()
+        ),
+    );
+    assert_eq!(warnings(&out), Vec::<String>::new(), "{}", out.all_text());
     assert_eq!(
         result(&out),
         "result            1 problem",
@@ -1117,12 +1121,20 @@ fn check_warns_when_env_overrides_settings_module_and_names_fcgi_shim_site() {
             root.site().display()
         ),
     );
-    assert!(
-        warnings(&out).contains(&format!(
+    assert_eq!(
+        warnings(&out),
+        [format!(
             "warning           env.DJANGO_SETTINGS_MODULE = \"other.settings\" in {} overrides \
              settings_module = \"mysite.settings\": the app gets other.settings; keep one of the two",
             root.site().display()
-        )),
+        )],
+        "{}",
+        out.all_text()
+    );
+    // The import fails: there is no such module (as the comment above says).
+    assert_eq!(
+        result(&out),
+        "result            1 problem",
         "{}",
         out.all_text()
     );
@@ -1151,7 +1163,7 @@ fn check_does_not_count_deny_rules_that_apache_24_skips() {
 #[test]
 fn check_reads_the_handler_of_the_folder_above_for_a_site_in_a_subfolder() {
     let root = WebRoot::new("check-mode-above");
-    let fcgid = Path::new(env!("CARGO_MANIFEST_DIR")).join("htaccess/fcgid.htaccess");
+    let fcgid = shipped_htaccess("fcgid.htaccess");
     fs::copy(fcgid, root.www.join(".htaccess")).expect("fcgid.htaccess");
     let blog = root.www.join("blog");
     fs::create_dir_all(&blog).expect("blog");

@@ -374,10 +374,7 @@ fn init_for_a_name_the_htaccess_cannot_run_writes_it_for_mysite_fcgi() {
         let htaccess = fs::read_to_string(tmp.join(".htaccess")).expect(".htaccess");
         assert_eq!(
             htaccess,
-            fs::read_to_string(
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("htaccess/auto.htaccess")
-            )
-            .expect("auto"),
+            fs::read_to_string(shipped_htaccess("auto.htaccess")).expect("auto"),
             "{name}"
         );
         assert!(

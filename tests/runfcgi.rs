@@ -1646,8 +1646,7 @@ fn a_daemon_whose_app_cannot_load_fails_at_start_with_the_traceback() {
 }
 
 /// A pidfile made beforehand (by root, in a folder the user may not write,
-/// as /run/x.pid) is written in place and emptied at the stop; a pidfile
-/// naming another live server is taken over with a warning.
+/// as /run/x.pid) is written in place and emptied at the stop.
 #[test]
 fn a_pidfile_in_a_folder_the_user_cannot_write_is_written_in_place() {
     use std::os::unix::process::CommandExt;

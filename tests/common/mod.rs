@@ -48,6 +48,13 @@ pub fn apps_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps")
 }
 
+/// One of the shipped .htaccess files (htaccess/NAME).
+pub fn shipped_htaccess(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("htaccess")
+        .join(name)
+}
+
 /// A fresh directory per test; removed on success, kept (and printed) when
 /// the test fails so the log can be read.
 pub struct TempDir(PathBuf);

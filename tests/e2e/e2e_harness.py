@@ -336,7 +336,7 @@ DocumentRoot {self.docroot}
             )
             resend = time.monotonic() + 5
             while time.monotonic() < min(resend, deadline):
-                if not Path(f"/proc/{self.pid}").exists() or _is_zombie(self.pid):
+                if _ended(self.pid):
                     self.pid = None
                     return True
                 time.sleep(0.1)
@@ -369,7 +369,8 @@ def proc_stat(pid):
         return None
 
 
-def _is_zombie(pid):
+def _ended(pid):
+    """True when pid is gone or a zombie."""
     stat = proc_stat(pid)
     return stat is None or stat[0] == "Z"
 
@@ -622,7 +623,7 @@ def stop_process(proc_or_pid, sig=signal.SIGTERM, timeout=10):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if isinstance(proc_or_pid, int):
-            if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
+            if _ended(pid):
                 return True
         elif proc_or_pid.poll() is not None:
             return True
@@ -802,7 +803,7 @@ class SpawnFcgi:
             raise RuntimeError(f"spawn-fcgi failed ({proc.returncode}):\n{self.output}")
         self.pid = int(m.group(1))
         def alive():
-            return Path(f"/proc/{self.pid}").exists() and not _is_zombie(self.pid)
+            return alive(self.pid)
 
         if not wait_for_unix_socket(self.sock, alive=alive):
             raise RuntimeError(f"nothing accepts on {self.sock} (pid {self.pid})")
@@ -1123,7 +1124,7 @@ def processes_running(binary):
 
 
 def alive(pid):
-    return Path(f"/proc/{pid}").exists() and not _is_zombie(pid)
+    return not _ended(pid)
 
 
 class RunFcgiServer:

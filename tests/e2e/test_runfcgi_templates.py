@@ -38,7 +38,9 @@ from e2e_harness import (
 
 def ppid_exe(pid):
     """The executable of pid's parent: which mysite.fcgi runs that worker."""
-    return os.readlink(f"/proc/{parent_of(pid)}/exe")
+    ppid = parent_of(pid)
+    assert ppid is not None, f"worker {pid} is gone"
+    return os.readlink(f"/proc/{ppid}/exe")
 
 
 def worker_pid(r):
