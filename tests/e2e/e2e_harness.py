@@ -802,10 +802,7 @@ class SpawnFcgi:
         if proc.returncode != 0 or not m:
             raise RuntimeError(f"spawn-fcgi failed ({proc.returncode}):\n{self.output}")
         self.pid = int(m.group(1))
-        def alive():
-            return alive(self.pid)
-
-        if not wait_for_unix_socket(self.sock, alive=alive):
+        if not wait_for_unix_socket(self.sock, alive=lambda: alive(self.pid)):
             raise RuntimeError(f"nothing accepts on {self.sock} (pid {self.pid})")
 
     def stop(self):
