@@ -280,14 +280,20 @@ impl WebRoot {
     /// `./mysite.fcgi check ARGS` in the web root, with `env` added to the
     /// web server's bare environment.
     fn check(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new(self.www.join("mysite.fcgi"));
-        server_env(&mut cmd)
-            .arg("check")
-            .args(args)
-            .envs(env.iter().copied())
-            .current_dir(&self.www);
-        run(&mut cmd, None, Duration::from_secs(20))
+        check_with(&self.www.join("mysite.fcgi"), args, env)
     }
+}
+
+/// `EXE check ARGS` in EXE's folder, with `env` added to the web server's
+/// bare environment.
+fn check_with(exe: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(exe);
+    server_env(&mut cmd)
+        .arg("check")
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(exe.parent().expect("a folder"));
+    run(&mut cmd, None, Duration::from_secs(20))
 }
 
 /// The report's lines.
@@ -978,9 +984,7 @@ fn check_warns_when_the_htaccess_rewrites_to_another_fcgi_file() {
     // The shipped .htaccess (it says mysite.fcgi) beside a binary renamed.
     let app = root.www.join("app.fcgi");
     fs::rename(root.www.join("mysite.fcgi"), &app).expect("rename");
-    let mut cmd = Command::new(&app);
-    server_env(&mut cmd).arg("check").current_dir(&root.www);
-    let out = run(&mut cmd, None, Duration::from_secs(20));
+    let out = check_with(&app, &[], &[]);
     assert_ok(
         &out,
         &[format!(
@@ -1176,16 +1180,15 @@ fn check_reads_the_handler_of_the_folder_above_for_a_site_in_a_subfolder() {
         ),
     )
     .expect("site.toml");
-    let mut cmd = Command::new(blog.join("mysite.fcgi"));
-    server_env(&mut cmd).arg("check").current_dir(&blog);
-    let out = run(&mut cmd, None, Duration::from_secs(20));
+    let exe = blog.join("mysite.fcgi");
+    let out = check_with(&exe, &[], &[]);
     assert_line(
         &out,
         "mode              FastCGI via mod_fcgid (from .htaccess)",
     );
     // Its own .htaccess comes after the one above: its AddHandler wins.
     fs::write(blog.join(".htaccess"), "AddHandler cgi-script .fcgi\n").expect("own .htaccess");
-    let out = run(&mut cmd, None, Duration::from_secs(20));
+    let out = check_with(&exe, &[], &[]);
     assert_line(
         &out,
         "mode              plain CGI via mod_cgi (from .htaccess)",
