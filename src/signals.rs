@@ -5,7 +5,9 @@
 //! (FIELD_NOTES, "Lifecycle and reload"): mod_fcgid sends SIGTERM and
 //! SIGKILL 3 s later, mod_fastcgi asks for SIGUSR1, Apache's restart can send
 //! SIGHUP to the process group, Ctrl-C is SIGINT. SIGPIPE is ignored: a web
-//! server that hangs up is an ordinary outcome, seen as EPIPE.
+//! server that hangs up is an ordinary outcome, seen as EPIPE. A SIGHUP
+//! ignored when we start stays ignored, as `nohup` promises: `nohup
+//! mysite.fcgi runfcgi daemonize=false ... &` outlives the SSH session.
 //!
 //! The handler only records the signal and writes a byte to a self-pipe;
 //! [`wait`] polls that pipe beside the descriptors it waits for, so a signal
@@ -67,7 +69,13 @@ pub fn install() -> io::Result<()> {
         let mut sa: libc::sigaction = std::mem::zeroed();
         sa.sa_sigaction = on_signal as *const () as usize;
         libc::sigemptyset(&mut sa.sa_mask);
+        let mut hup: libc::sigaction = std::mem::zeroed();
+        let hup_ignored = libc::sigaction(libc::SIGHUP, std::ptr::null(), &mut hup) == 0
+            && hup.sa_sigaction == libc::SIG_IGN;
         for sig in [libc::SIGTERM, libc::SIGUSR1, libc::SIGHUP, libc::SIGINT] {
+            if sig == libc::SIGHUP && hup_ignored {
+                continue;
+            }
             if libc::sigaction(sig, &sa, std::ptr::null_mut()) < 0 {
                 return Err(io::Error::last_os_error());
             }

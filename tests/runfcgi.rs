@@ -262,6 +262,11 @@ impl Site {
         all.extend_from_slice(args);
         let mut cmd = self.command(&all);
         cmd.envs(env.iter().copied());
+        self.spawn_foreground(cmd)
+    }
+
+    /// Starts `cmd` as [`Self::foreground`] does.
+    fn spawn_foreground(&mut self, mut cmd: Command) -> usize {
         cmd.process_group(0)
             .stdin(Stdio::null())
             .stdout(fs::File::create(self.dir.join("stdout")).expect("stdout file"))
@@ -654,6 +659,53 @@ fn seed_foreground_server_stops_on_ctrl_c() {
     site.assert_all_gone(Duration::from_secs(5));
     assert!(!site.sock().exists(), "socket file left behind");
     assert!(zombie_children(pid).is_empty());
+}
+
+/// `nohup ./mysite.fcgi runfcgi daemonize=false socket=... &`: SIGHUP to
+/// the job (the SSH session ending) was ignored when it started, and stays
+/// ignored by the supervisor and its children, after a re-exec too.
+#[test]
+fn a_foreground_server_started_under_nohup_outlives_sighup() {
+    let mut site = Site::new("nohup");
+    let sock = format!("socket={}", site.sock().display());
+    let mut cmd = site.command(&["daemonize=false", &sock]);
+    // SAFETY: signal(2) is async-signal-safe and touches no memory of ours.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let i = site.spawn_foreground(cmd);
+    let addr = site.unix();
+    site.wait_serving(&addr);
+    let sup = site.pid(i);
+    let hang_up = |site: &mut Site, when: &str| {
+        // SAFETY: kill(2) of the process group this test started.
+        unsafe { libc::kill(-sup, libc::SIGHUP) };
+        thread::sleep(Duration::from_millis(500));
+        assert!(
+            site.wait_exit(i, Duration::ZERO).is_none(),
+            "SIGHUP {when} stopped it\n{}",
+            site.output()
+        );
+        ident(&addr).unwrap_or_else(|e| panic!("after SIGHUP {when}: {e}\n{}", site.output()));
+    };
+    hang_up(&mut site, "at first");
+    // Deployed with `mv`: the supervisor re-executes itself.
+    let new = site.dir.join("mysite.fcgi.new");
+    fs::copy(BIN, &new).expect("copy");
+    let ino = fs::metadata(&new).expect("stat").ino();
+    site.inodes.lock().expect("lock").push(ino);
+    fs::rename(&new, site.dir.join("mysite.fcgi")).expect("mv");
+    let reexeced = wait_until(Duration::from_secs(10), || {
+        fs::metadata(format!("/proc/{sup}/exe")).is_ok_and(|m| m.ino() == ino)
+    });
+    assert!(reexeced, "still the old binary\n{}", site.output());
+    site.wait_serving(&addr);
+    hang_up(&mut site, "after the re-exec");
+    site.stop(i);
+    site.assert_all_gone(Duration::from_secs(5));
 }
 
 #[test]
