@@ -57,9 +57,36 @@ Under a web server it needs no arguments: with a listening socket on fd 0
 CGI (GATEWAY_INTERFACE set) it serves one request and exits.
 
 site.toml is the file FCGI_SHIM_SITE names, else the one in the directory
-of {prog} as invoked. `touch {prog}` reloads the app.
+of {prog} as invoked; run by its name from PATH (`fcgi-shim check`), check
+and init take the current directory's site instead. `touch {prog}` reloads
+the app.
 "
     )
+}
+
+/// The executable `check` and `init` act for. Run by its bare name from
+/// PATH (`fcgi-shim check` in a site's folder), that is the site of the
+/// current directory, not the folder the binary is installed in: the one
+/// *.fcgi file there, else mysite.fcgi, which need not exist (init tells
+/// to copy it; a runfcgi site has none). Not so when FCGI_SHIM_SITE is set
+/// or a site.toml lies beside the installed binary: that site is meant.
+pub fn stand_in(prog: &str, script: &Path) -> Option<PathBuf> {
+    if prog.contains('/') || config::site_from_env().is_some() || config::locate(script).exists() {
+        return None;
+    }
+    let here = std::env::current_dir().ok()?;
+    if script.parent() == Some(here.as_path()) {
+        return None;
+    }
+    let mut fcgi: Vec<PathBuf> = std::fs::read_dir(&here)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "fcgi") && p.is_file())
+        .collect();
+    if fcgi.len() == 1 {
+        return fcgi.pop();
+    }
+    Some(here.join("mysite.fcgi"))
 }
 
 /// Runs a command. Returns the exit code.
@@ -70,16 +97,19 @@ pub fn main(prog: &str, script: PathBuf, args: &[String]) -> i32 {
             2
         }
         Some("help" | "-h" | "--help") => {
-            print!("{}", usage(prog));
+            crate::log::say(format_args!("{}", usage(prog)));
             0
         }
         Some("--version" | "-V" | "version") => {
-            println!("fcgi-shim {VERSION}");
+            crate::say!("fcgi-shim {VERSION}");
             0
         }
-        Some("check") => check(script, &args[1..]),
+        Some("check") => match stand_in(prog, &script) {
+            Some(site) => check(site, Some(&script), &args[1..]),
+            None => check(script, None, &args[1..]),
+        },
         Some("runfcgi") => crate::runfcgi::main(prog, &script, &args[1..]),
-        Some("init") => crate::init::main(prog, &script, &args[1..]),
+        Some("init") => crate::init::main(prog, &script, stand_in(prog, &script), &args[1..]),
         Some(other) => {
             eprintln!("{prog}: unknown command `{other}`; try `{prog} help`");
             2
@@ -117,7 +147,7 @@ struct Report {
 impl Report {
     fn line(&self, label: &str, value: impl std::fmt::Display) {
         // A long label (env.SOME_LONG_NAME) still keeps one space before its value.
-        println!("{label:<17} {value}");
+        crate::say!("{label:<17} {value}");
     }
     /// The first line under `label`, the others under a blank one.
     fn lines<T: std::fmt::Display>(&self, label: &str, values: impl IntoIterator<Item = T>) {
@@ -127,11 +157,11 @@ impl Report {
     }
     fn problem(&mut self, what: impl std::fmt::Display) {
         self.problems += 1;
-        println!("PROBLEM           {what}");
+        crate::say!("PROBLEM           {what}");
     }
     fn warning(&mut self, what: impl std::fmt::Display) {
         self.warnings += 1;
-        println!("warning           {what}");
+        crate::say!("warning           {what}");
     }
     /// What was logged since the last call: the app's output, the shim's
     /// own events.
@@ -142,7 +172,7 @@ impl Report {
     fn finish(&self) -> i32 {
         self.log();
         if self.problems == 0 {
-            println!(
+            crate::say!(
                 "result            OK{}",
                 match self.warnings {
                     0 => String::new(),
@@ -152,7 +182,7 @@ impl Report {
             );
             0
         } else {
-            println!(
+            crate::say!(
                 "result            {} problem{}",
                 self.problems,
                 if self.problems == 1 { "" } else { "s" }
@@ -162,7 +192,9 @@ impl Report {
     }
 }
 
-fn check(script: PathBuf, args: &[String]) -> i32 {
+/// `check` of the site whose executable is `script`; `by`: the installed
+/// binary doing it in that one's place (run from PATH, [`stand_in`]).
+fn check(script: PathBuf, by: Option<&Path>, args: &[String]) -> i32 {
     let mut path = "/".to_owned();
     let mut host = "localhost".to_owned();
     for a in args {
@@ -178,7 +210,36 @@ fn check(script: PathBuf, args: &[String]) -> i32 {
     crate::log::capture(true);
     let mut r = Report::default();
     r.line("fcgi-shim", VERSION);
-    r.line("executable", script.display());
+    match by {
+        None => r.line("executable", script.display()),
+        Some(by) if script.exists() => {
+            r.line(
+                "executable",
+                format!(
+                    "{} (checked by {}, run from PATH)",
+                    script.display(),
+                    by.display()
+                ),
+            );
+            if std::fs::read(&script).ok() != std::fs::read(by).ok() {
+                r.warning(format!(
+                    "{} is not the same program as {}: the web server runs the first, so \
+                     what it does may differ from this check; run ./{} check to check it",
+                    script.display(),
+                    by.display(),
+                    script.file_name().unwrap_or_default().to_string_lossy()
+                ));
+            }
+        }
+        Some(by) => r.line(
+            "executable",
+            format!(
+                "{} (not there yet; this folder's site checked by {}, run from PATH)",
+                script.display(),
+                by.display()
+            ),
+        ),
+    }
     let (mode, htaccess_warnings, apache_runs_it) = web_server_mode(&script);
     r.line("mode", mode);
     for w in htaccess_warnings {

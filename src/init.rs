@@ -31,11 +31,17 @@ const FILLED_KEYS: [&str; 4] = ["python", "search_path", "settings_module", "wsg
 #[derive(Debug, Default, PartialEq)]
 struct Found {
     project_dir: Option<PathBuf>,
+    /// The settings the site runs: its wsgi.py's, else manage.py's.
     settings_module: Option<String>,
+    /// manage.py's, when they differ from wsgi.py's (cookiecutter-django:
+    /// config.settings.local for the shell, .production for the server).
+    dev_settings: Option<String>,
     python: Option<PathBuf>,
 }
 
-pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
+/// `init` for the executable `script`, or for `stand_in` (the current
+/// directory's site, when run from PATH: [`crate::cli::stand_in`]).
+pub fn main(prog: &str, script: &Path, stand_in: Option<PathBuf>, args: &[String]) -> i32 {
     let mut dir: Option<PathBuf> = None;
     let mut project: Option<PathBuf> = None;
     for a in args {
@@ -53,7 +59,15 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
             return 2;
         }
     }
-    let dir = dir.unwrap_or_else(|| script.parent().unwrap_or(Path::new(".")).to_path_buf());
+    // Where the .htaccess sends requests: the stand-in when it exists.
+    let script = match &stand_in {
+        Some(s) if s.exists() => s.as_path(),
+        _ => script,
+    };
+    let dir = dir.unwrap_or_else(|| {
+        let of = stand_in.as_deref().unwrap_or(script);
+        of.parent().unwrap_or(Path::new(".")).to_path_buf()
+    });
     if !dir.is_dir() {
         eprintln!("{prog} init: {} is not a directory", dir.display());
         return 1;
@@ -75,33 +89,40 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
             first
         }
     };
-    match &found.project_dir {
-        Some(p) => println!(
+    match (&found.project_dir, &found.dev_settings) {
+        (Some(p), Some(dev)) => crate::say!(
+            "found a Django project in {} (settings {}, from its wsgi.py: manage.py's {dev} \
+             are for development); production settings often read secrets from the \
+             environment: give them under [env] in site.toml",
+            p.display(),
+            found.settings_module.as_deref().unwrap_or("unknown")
+        ),
+        (Some(p), None) => crate::say!(
             "found a Django project in {} (settings {})",
             p.display(),
             found.settings_module.as_deref().unwrap_or("unknown")
         ),
-        None => println!(
+        (None, _) => crate::say!(
             "no Django project (manage.py) found near {}; fill in wsgi_app by hand",
             dir.display()
         ),
     }
     if !others.is_empty() {
         let shown: Vec<String> = others.iter().map(|p| p.display().to_string()).collect();
-        println!(
+        crate::say!(
             "also found a Django project in {}: give --project=PATH to use one of those instead",
             shown.join(", ")
         );
     }
     if let Some(py) = &found.python {
-        println!("found a virtualenv interpreter: {}", py.display());
+        crate::say!("found a virtualenv interpreter: {}", py.display());
     }
     if let Some(p) = found
         .project_dir
         .as_deref()
         .filter(|p| lies_within(p, &dir))
     {
-        println!(
+        crate::say!(
             "warning: the Django project {} lies inside the web root {}\n  \
              (the folder that gets the .htaccess). The shipped .htaccess refuses to serve\n  \
              *.py, *.sqlite3 and other private files, but moving the project out of the web\n  \
@@ -137,7 +158,7 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
     if !script_name.ends_with(".fcgi")
         || script_name.contains(|c: char| c.is_whitespace() || "$%\"'\\".contains(c))
     {
-        println!(
+        crate::say!(
             "warning: the .htaccess cannot run {script_name:?} (it runs files named \
              something.fcgi, without spaces, $, %, quotes or backslashes): it is written for \
              mysite.fcgi; rename this file to mysite.fcgi"
@@ -159,14 +180,14 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
             Ok(true) => {
                 wrote[i] = true;
                 match owner {
-                    Some((uid, gid)) => println!(
+                    Some((uid, gid)) => crate::say!(
                         "wrote {} (mode {mode:o}, owner {uid}:{gid} like the folder)",
                         path.display()
                     ),
-                    None => println!("wrote {} (mode {mode:o})", path.display()),
+                    None => crate::say!("wrote {} (mode {mode:o})", path.display()),
                 }
             }
-            Ok(false) => println!(
+            Ok(false) => crate::say!(
                 "kept {}: it already exists (nothing overwritten)",
                 path.display()
             ),
@@ -181,49 +202,49 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
     }
     let [wrote_site, wrote_htaccess] = wrote;
     let site_path = dir.join("site.toml");
-    println!("\nnext:");
+    crate::say!("\nnext:");
     if wrote_site && found.settings_module.is_none() {
-        println!(
+        crate::say!(
             "  - edit {}: set wsgi_app (or settings_module for Django)",
             site_path.display()
         );
     }
     if wrote_site && found.python.is_none() {
-        println!(
+        crate::say!(
             "  - if your app lives in a virtualenv, set python = \"/path/to/venv/bin/python3\" in site.toml"
         );
     }
     if !wrote_htaccess {
-        println!(
+        crate::say!(
             "  - the .htaccess that was there is kept: it needs the handler and rewrite lines of \
              the project's htaccess/auto.htaccess (with {script_name} for mysite.fcgi); the \
              mode line of check tells what the server will do"
         );
     }
     if script.parent() != Some(dir.as_path()) {
-        println!(
+        crate::say!(
             "  - copy this binary to {}/mysite.fcgi and chmod 755 it",
             dir.display()
         );
     }
     if wrote_site {
-        println!(
+        crate::say!(
             "  - site.toml is for its owner only (mode 600): right when the web server runs the \
              site as that user (suexec, most shared hosts). If it runs as www-data instead \
              (Apache without suexec, lighttpd), let it read the file: chgrp www-data site.toml \
              && chmod 640 site.toml"
         );
     }
-    println!(
+    crate::say!(
         "  - lighttpd only: if fastcgi.server mounts the app at \"/\" (\"/\" => ...) instead of \
          the shipped templates' \"/mysite.fcgi\" and rewrite, add script_name = \"\" to \
          site.toml (Apache with this .htaccess needs nothing)"
     );
-    println!(
+    crate::say!(
         "  - run ./{script_name} check in {} until it says OK",
         dir.display()
     );
-    println!("  - after deploying new code: touch {script_name}");
+    crate::say!("  - after deploying new code: touch {script_name}");
     0
 }
 
@@ -387,27 +408,50 @@ fn django_at(dir: &Path) -> Option<Found> {
         .flat_map(|v| [dir.join(v), dir.parent().unwrap_or(dir).join(v)])
         .map(|v| v.join("bin/python3"))
         .find(|p| p.is_file());
+    let dev = settings_default(&manage);
+    // The web server runs the project's wsgi.py, beside its settings (the
+    // package manage.py names, as startproject and cookiecutter-django
+    // lay it out): its settings are the ones a site runs.
+    let package = dev.as_deref().and_then(|m| m.split('.').next());
+    let served = package
+        .and_then(|p| std::fs::read_to_string(dir.join(p).join("wsgi.py")).ok())
+        .and_then(|text| settings_default(&text));
+    let (settings_module, dev_settings) = match (served, dev) {
+        (Some(s), Some(d)) if s != d => (Some(s), Some(d)),
+        (s, d) => (s.or(d), None),
+    };
     Some(Found {
         project_dir: Some(dir.to_path_buf()),
-        settings_module: settings_from_manage(&manage),
+        settings_module,
+        dev_settings,
         python,
     })
 }
 
-/// The module in `os.environ.setdefault("DJANGO_SETTINGS_MODULE", "x.settings")`.
-fn settings_from_manage(text: &str) -> Option<String> {
-    let at = text.find("DJANGO_SETTINGS_MODULE")?;
-    let rest = &text[at + "DJANGO_SETTINGS_MODULE".len()..];
-    let rest = rest.trim_start_matches(['"', '\'']).trim_start();
-    let rest = rest.strip_prefix(',')?.trim_start();
-    let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
-    let value = &rest[1..];
-    let end = value.find(quote)?;
-    let module = &value[..end];
-    module
-        .split('.')
-        .all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'))
-        .then(|| module.to_owned())
+/// The module of the first line, not a comment, that reads
+/// `os.environ.setdefault("DJANGO_SETTINGS_MODULE", "x.settings")` or
+/// `os.environ["DJANGO_SETTINGS_MODULE"] = "x.settings"` (manage.py,
+/// wsgi.py; their comments and docstrings may name the variable too).
+fn settings_default(text: &str) -> Option<String> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .find_map(|line| {
+            let at = line.find("DJANGO_SETTINGS_MODULE")?;
+            let rest = line[at + "DJANGO_SETTINGS_MODULE".len()..].strip_prefix(['"', '\''])?;
+            let rest = rest.trim_start();
+            let rest = match rest.strip_prefix(',') {
+                Some(r) => r,
+                None => rest.strip_prefix(']')?.trim_start().strip_prefix('=')?,
+            }
+            .trim_start();
+            let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+            let value = &rest[1..];
+            let module = &value[..value.find(quote)?];
+            module
+                .split('.')
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'))
+                .then(|| module.to_owned())
+        })
 }
 
 #[cfg(test)]
@@ -418,13 +462,21 @@ mod tests {
     fn settings_module_from_a_stock_manage_py() {
         let text =
             "def main():\n    os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'mysite.settings')\n";
-        assert_eq!(
-            settings_from_manage(text).as_deref(),
-            Some("mysite.settings")
-        );
+        assert_eq!(settings_default(text).as_deref(), Some("mysite.settings"));
         let text = "os.environ.setdefault(\"DJANGO_SETTINGS_MODULE\", \"a.b.settings\")";
-        assert_eq!(settings_from_manage(text).as_deref(), Some("a.b.settings"));
-        assert_eq!(settings_from_manage("print('hi')"), None);
+        assert_eq!(settings_default(text).as_deref(), Some("a.b.settings"));
+        assert_eq!(settings_default("print('hi')"), None);
+        // cookiecutter-django's config/wsgi.py: the variable named in
+        // comments first, then assigned in a comment, then set.
+        let text = "# We defer to a DJANGO_SETTINGS_MODULE already in the environment.\n\
+                    # os.environ[\"DJANGO_SETTINGS_MODULE\"] = \"config.settings.production\"\n\
+                    os.environ.setdefault(\"DJANGO_SETTINGS_MODULE\", \"config.settings.production\")\n";
+        assert_eq!(
+            settings_default(text).as_deref(),
+            Some("config.settings.production")
+        );
+        let text = "os.environ['DJANGO_SETTINGS_MODULE'] = 'site.settings'";
+        assert_eq!(settings_default(text).as_deref(), Some("site.settings"));
     }
 
     #[test]
@@ -473,6 +525,7 @@ mod tests {
         let found = Found {
             project_dir: Some(PathBuf::from("/home/u/proj")),
             settings_module: Some("proj.settings".into()),
+            dev_settings: None,
             python: None,
         };
         let text = render_site(&found);
@@ -497,6 +550,7 @@ mod tests {
         let found = Found {
             project_dir: Some(odd.clone()),
             settings_module: Some("proj.settings".into()),
+            dev_settings: None,
             python: Some(odd.join("venv/bin/python3")),
         };
         let site = crate::config::parse(Path::new("/w/site.toml"), &render_site(&found))

@@ -167,6 +167,32 @@ pub fn event(level: Level, args: fmt::Arguments<'_>) {
     }
 }
 
+/// Writes to stdout for the commands run from a shell (`check`, `init`,
+/// `help`). println! panics when the reader has gone (`check | head`);
+/// this ends the process the way SIGPIPE ends any other tool, quietly. Other
+/// write errors (a full disk under `check > out.txt`) are dropped.
+pub fn say(args: fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args)
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        // SAFETY: restoring the default action and raising the signal
+        // touch no memory of ours; the process ends here.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            libc::raise(libc::SIGPIPE);
+        }
+        std::process::exit(141); // 128 + SIGPIPE, if raise returned
+    }
+}
+
+/// println! through [`say`].
+#[macro_export]
+macro_rules! say {
+    () => { $crate::log::say(format_args!("\n")) };
+    ($($t:tt)*) => { $crate::log::say(format_args!("{}\n", format_args!($($t)*))) };
+}
+
 #[macro_export]
 macro_rules! error {
     ($($t:tt)*) => { $crate::log::event($crate::log::Level::Error, format_args!($($t)*)) };

@@ -1082,7 +1082,7 @@ fn remove_pidfile(path: &Path) {
 pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
     let opts = match parse(args) {
         Ok(None) => {
-            print!("{}", help(prog));
+            crate::log::say(format_args!("{}", help(prog)));
             return 0;
         }
         Ok(Some(o)) => o.absolute(),

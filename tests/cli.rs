@@ -224,6 +224,95 @@ fn init_with_project_path_and_without_manage_py_says_so() {
     assert!(!tmp.join("site.toml").exists(), "wrote a site.toml anyway");
 }
 
+#[test]
+fn check_run_from_path_checks_the_site_of_the_current_directory() {
+    let root = WebRoot::new("check-from-path");
+    root.write_site("echo:app", &root.outside_log(), "");
+    let bin = root.tmp.join("bin");
+    let script = root.www.join("mysite.fcgi");
+    let from_path_check = || {
+        run(
+            from_path(&bin).arg("check").current_dir(&root.www),
+            None,
+            Duration::from_secs(20),
+        )
+    };
+    let out = from_path_check();
+    assert_ok(&out, &[], "OK");
+    let by = bin.join("fcgi-shim");
+    assert_line(
+        &out,
+        &format!(
+            "executable        {} (checked by {}, run from PATH)",
+            script.display(),
+            by.display()
+        ),
+    );
+    assert_line(
+        &out,
+        &format!("site.toml         {}", root.site().display()),
+    );
+    assert_line(&out, "GET /             200 OK");
+
+    // A mysite.fcgi that is another program: the check is not of what the
+    // web server runs, and says so.
+    fs::remove_file(&script).expect("rm mysite.fcgi");
+    fs::write(&script, "#!/bin/sh\nexit 1\n").expect("write mysite.fcgi");
+    let out = from_path_check();
+    let other = format!(
+        "warning           {} is not the same program as {}: the web server runs the first, so \
+         what it does may differ from this check; run ./mysite.fcgi check to check it",
+        script.display(),
+        by.display()
+    );
+    assert_ok(&out, &[other], "OK (1 warning)");
+
+    // None there yet (as init leaves it, or a runfcgi site): the folder's
+    // site all the same.
+    fs::remove_file(&script).expect("rm mysite.fcgi");
+    let out = from_path_check();
+    assert_ok(&out, &[], "OK");
+    assert_line(
+        &out,
+        &format!(
+            "executable        {} (not there yet; this folder's site checked by {}, run from \
+             PATH)",
+            script.display(),
+            by.display()
+        ),
+    );
+}
+
+#[test]
+fn check_piped_into_a_reader_that_leaves_ends_quietly() {
+    let root = WebRoot::new("check-epipe");
+    root.write_site("echo:app", &root.outside_log(), "");
+    // `check | head -0`: the reader has gone before the first line.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let mut cmd = Command::new(root.www.join("mysite.fcgi"));
+    server_env(&mut cmd)
+        .arg("check")
+        .current_dir(&root.www)
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped());
+    let out = cmd.output().expect("run check");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A web root as a shared host has it: `<tmp>/www` holds mysite.fcgi and
 /// the shipped .htaccess; the app comes from tests/apps, outside it.
 struct WebRoot {

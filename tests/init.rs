@@ -362,6 +362,63 @@ fn init_for_a_binary_named_otherwise_writes_its_name_into_the_rewrite() {
 }
 
 #[test]
+fn init_run_from_path_writes_into_the_current_directory_for_its_fcgi_file() {
+    let tmp = TempDir::new("init-from-path");
+    let bin = tmp.join("bin");
+    let www = tmp.join("www");
+    fs::create_dir_all(&www).expect("www");
+    let init = || {
+        run(
+            from_path(&bin).arg("init").current_dir(&www),
+            None,
+            Duration::from_secs(10),
+        )
+    };
+    // Nothing deployed yet: the files for mysite.fcgi, and the step that
+    // copies the binary there.
+    let out = init();
+    assert!(out.status.success(), "{}", out.all_text());
+    assert!(www.join("site.toml").exists(), "{}", out.all_text());
+    let htaccess = fs::read_to_string(www.join(".htaccess")).expect(".htaccess");
+    let shipped =
+        fs::read_to_string(shipped_htaccess("auto.htaccess")).expect("htaccess/auto.htaccess");
+    assert_eq!(htaccess, shipped);
+    let steps = out.stdout_text();
+    assert!(
+        steps.contains(&format!(
+            "  - copy this binary to {}/mysite.fcgi and chmod 755 it",
+            www.display()
+        )),
+        "{steps}"
+    );
+    let installed: Vec<_> = fs::read_dir(&bin)
+        .expect("bin")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(
+        installed,
+        ["fcgi-shim"],
+        "init wrote beside the installed binary"
+    );
+
+    // The site's one .fcgi file is the one the .htaccess sends requests to.
+    fs::remove_file(www.join(".htaccess")).expect("rm .htaccess");
+    fs::write(www.join("blog.fcgi"), "").expect("blog.fcgi");
+    let out = init();
+    assert!(out.status.success(), "{}", out.all_text());
+    let htaccess = fs::read_to_string(www.join(".htaccess")).expect(".htaccess");
+    assert!(
+        htaccess
+            .lines()
+            .any(|l| l == "RewriteRule ^(.*)$ blog.fcgi/$1 [QSA,L]"),
+        "{htaccess}"
+    );
+    let steps = out.stdout_text();
+    assert!(!steps.contains("copy this binary"), "{steps}");
+    assert!(steps.contains("  - run ./blog.fcgi check in "), "{steps}");
+}
+
+#[test]
 fn init_for_a_name_the_htaccess_cannot_run_writes_it_for_mysite_fcgi() {
     for name in ["fcgi-shim", "my site.fcgi", "a$1.fcgi"] {
         let tmp = TempDir::new("init-badname");
@@ -492,6 +549,53 @@ fn init_warns_when_manage_py_is_in_the_web_root_itself_or_given_inside_it() {
         out.stdout_text().contains(WEB_ROOT_WARNING),
         "{}",
         out.all_text()
+    );
+}
+
+/// cookiecutter-django's layout: manage.py names the development settings,
+/// config/wsgi.py (what a web server runs) the production ones.
+#[test]
+fn init_takes_the_settings_of_the_projects_wsgi_py_over_manage_pys() {
+    let tmp = TempDir::new("init-cookiecutter");
+    let www = tmp.join("public_html");
+    let proj = tmp.join("myproject");
+    fs::create_dir_all(&www).expect("www");
+    fs::create_dir_all(proj.join("config/settings")).expect("config");
+    fs::write(
+        proj.join("manage.py"),
+        "import os\nimport sys\n\nif __name__ == \"__main__\":\n    \
+         os.environ.setdefault(\"DJANGO_SETTINGS_MODULE\", \"config.settings.local\")\n",
+    )
+    .expect("manage.py");
+    fs::write(
+        proj.join("config/wsgi.py"),
+        "import os\n\n# We defer to a DJANGO_SETTINGS_MODULE already in the environment.\n\
+         os.environ.setdefault(\"DJANGO_SETTINGS_MODULE\", \"config.settings.production\")\n",
+    )
+    .expect("wsgi.py");
+    let out = init_in(&www, &[], None);
+    assert!(out.status.success(), "{}", out.all_text());
+    let first = out
+        .stdout_text()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        first,
+        format!(
+            "found a Django project in {} (settings config.settings.production, from its \
+             wsgi.py: manage.py's config.settings.local are for development); production \
+             settings often read secrets from the environment: give them under [env] in \
+             site.toml",
+            proj.display()
+        )
+    );
+    let site = fs::read_to_string(www.join("site.toml")).expect("site.toml");
+    assert!(
+        site.lines()
+            .any(|l| l == "settings_module = \"config.settings.production\""),
+        "{site}"
     );
 }
 

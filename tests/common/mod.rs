@@ -836,6 +836,19 @@ pub fn install_binary(dir: &Path) -> PathBuf {
     dest
 }
 
+/// The binary installed as `<bin>/fcgi-shim` and run by that bare name,
+/// as from a shell whose PATH has `bin` first (the web server's after it).
+pub fn from_path(bin: &Path) -> Command {
+    fs::create_dir_all(bin).expect("bin folder");
+    let dest = bin.join("fcgi-shim");
+    if !dest.exists() && fs::hard_link(BIN, &dest).is_err() {
+        fs::copy(BIN, &dest).expect("copy the binary");
+    }
+    let mut cmd = Command::new("fcgi-shim");
+    server_env(&mut cmd).env("PATH", format!("{}:{SERVER_PATH}", bin.display()));
+    cmd
+}
+
 /// (state, ppid) from /proc/<pid>/stat; `None` if there is no such process.
 pub fn proc_stat(pid: i32) -> Option<(char, i32)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
