@@ -41,8 +41,8 @@ htaccess/ folder). Run from a shell, it helps you set that up:
 
   {prog} init [DIR] [--project=PATH]
         write a commented site.toml and a .htaccess into DIR (default: this
-        file's folder), never overwriting; fills in a Django project found
-        nearby (or at PATH)
+        file's folder; run by its name from PATH, the current one), never
+        overwriting; fills in a Django project found nearby (or at PATH)
   {prog} check [PATH] [--host=NAME]
         load site.toml and the app as the web server would, send a test
         GET request (default PATH /), report every problem; exit 1 if any
@@ -57,36 +57,90 @@ Under a web server it needs no arguments: with a listening socket on fd 0
 CGI (GATEWAY_INTERFACE set) it serves one request and exits.
 
 site.toml is the file FCGI_SHIM_SITE names, else the one in the directory
-of {prog} as invoked; run by its name from PATH (`fcgi-shim check`), check
-and init take the current directory's site instead. `touch {prog}` reloads
-the app.
+of {prog} as invoked. Run by its name from PATH (`fcgi-shim check`), check
+and init act for the site of the current directory instead: its .fcgi file
+and site.toml. Touching the site's .fcgi file (or its site.toml) reloads the
+app.
 "
     )
 }
 
-/// The executable `check` and `init` act for. Run by its bare name from
-/// PATH (`fcgi-shim check` in a site's folder), that is the site of the
-/// current directory, not the folder the binary is installed in: the one
-/// *.fcgi file there, else mysite.fcgi, which need not exist (init tells
-/// to copy it; a runfcgi site has none). Not so when FCGI_SHIM_SITE is set
-/// or a site.toml lies beside the installed binary: that site is meant.
-pub fn stand_in(prog: &str, script: &Path) -> Option<PathBuf> {
-    if prog.contains('/') || config::site_from_env().is_some() || config::locate(script).exists() {
-        return None;
-    }
-    let here = std::env::current_dir().ok()?;
-    if script.parent() == Some(here.as_path()) {
-        return None;
-    }
-    let mut fcgi: Vec<PathBuf> = std::fs::read_dir(&here)
-        .ok()?
+/// The site's executable in `dir`: its one *.fcgi file, else mysite.fcgi
+/// (which need not exist: not deployed yet, or a runfcgi site). Several,
+/// none of them mysite.fcgi: which one is meant cannot be told.
+pub fn fcgi_in(dir: &Path) -> Result<PathBuf, String> {
+    let mine = dir.join("mysite.fcgi");
+    // A folder we may enter but not list: only a name can be looked up.
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(mine);
+    };
+    let mut found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "fcgi") && p.is_file())
         .collect();
-    if fcgi.len() == 1 {
-        return fcgi.pop();
+    found.sort();
+    if found.is_empty() || found.contains(&mine) {
+        return Ok(mine);
     }
-    Some(here.join("mysite.fcgi"))
+    if found.len() == 1 {
+        return Ok(found.remove(0));
+    }
+    let names: Vec<String> = found
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    Err(format!(
+        "{} holds several .fcgi files ({}): run the one you mean as ./NAME.fcgi",
+        dir.display(),
+        names.join(", ")
+    ))
+}
+
+/// The executable `check` acts for when run by its bare name from PATH
+/// (`fcgi-shim check` in a site's folder): the site of the current
+/// directory ([`fcgi_in`]), not the folder the binary is installed in.
+/// None when not run so, or run in that folder.
+pub fn stand_in(prog: &str, script: &Path) -> Result<Option<PathBuf>, String> {
+    if prog.contains('/') {
+        return Ok(None);
+    }
+    let here =
+        std::env::current_dir().map_err(|e| format!("cannot tell which folder this is: {e}"))?;
+    if script.parent().is_some_and(|d| same_file(d, &here)) {
+        return Ok(None);
+    }
+    fcgi_in(&here).map(Some)
+}
+
+/// Do `a` and `b` name one file (through symlinks too)?
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => (x.dev(), x.ino()) == (y.dev(), y.ino()),
+        _ => false,
+    }
+}
+
+/// What the program at `path` is, next to the one at `by` (running).
+pub enum Program {
+    Same,
+    /// A `#!` script: flup's mysite.fcgi, a wrapper.
+    Script,
+    /// Another build of fcgi-shim, or another binary.
+    Other,
+    Unreadable(io::Error),
+}
+
+pub fn program_at(path: &Path, by: &Path) -> Program {
+    if same_file(path, by) {
+        return Program::Same;
+    }
+    match std::fs::read(path) {
+        Err(e) => Program::Unreadable(e),
+        Ok(bytes) if bytes.starts_with(b"#!") => Program::Script,
+        Ok(bytes) if std::fs::read(by).is_ok_and(|b| b == bytes) => Program::Same,
+        Ok(_) => Program::Other,
+    }
 }
 
 /// Runs a command. Returns the exit code.
@@ -105,11 +159,15 @@ pub fn main(prog: &str, script: PathBuf, args: &[String]) -> i32 {
             0
         }
         Some("check") => match stand_in(prog, &script) {
-            Some(site) => check(site, Some(&script), &args[1..]),
-            None => check(script, None, &args[1..]),
+            Ok(Some(site)) => check(site, Some(&script), &args[1..]),
+            Ok(None) => check(script, None, &args[1..]),
+            Err(e) => {
+                eprintln!("{prog} check: {e}");
+                2
+            }
         },
         Some("runfcgi") => crate::runfcgi::main(prog, &script, &args[1..]),
-        Some("init") => crate::init::main(prog, &script, stand_in(prog, &script), &args[1..]),
+        Some("init") => crate::init::main(prog, &script, &args[1..]),
         Some(other) => {
             eprintln!("{prog}: unknown command `{other}`; try `{prog} help`");
             2
@@ -210,9 +268,12 @@ fn check(script: PathBuf, by: Option<&Path>, args: &[String]) -> i32 {
     crate::log::capture(true);
     let mut r = Report::default();
     r.line("fcgi-shim", VERSION);
+    // Run from PATH in a folder without a .fcgi file (a runfcgi site, or
+    // not deployed yet): no web root to look at.
+    let web_root = by.is_none() || script.exists();
     match by {
         None => r.line("executable", script.display()),
-        Some(by) if script.exists() => {
+        Some(by) if web_root => {
             r.line(
                 "executable",
                 format!(
@@ -221,30 +282,50 @@ fn check(script: PathBuf, by: Option<&Path>, args: &[String]) -> i32 {
                     by.display()
                 ),
             );
-            if std::fs::read(&script).ok() != std::fs::read(by).ok() {
-                r.warning(format!(
-                    "{} is not the same program as {}: the web server runs the first, so \
-                     what it does may differ from this check; run ./{} check to check it",
+            let name = script.file_name().unwrap_or_default().to_string_lossy();
+            match program_at(&script, by) {
+                Program::Same => {}
+                Program::Script => r.warning(format!(
+                    "{} is a script, not fcgi-shim: the web server runs that script (the old \
+                     flup mysite.fcgi?), not what this checks; to serve the site with fcgi-shim, \
+                     cp {} {}",
                     script.display(),
                     by.display(),
-                    script.file_name().unwrap_or_default().to_string_lossy()
-                ));
+                    script.display()
+                )),
+                Program::Other => r.warning(format!(
+                    "{} is another build than {}: the web server runs the first, so what it \
+                     does may differ from this check; run ./{name} check to check it",
+                    script.display(),
+                    by.display()
+                )),
+                Program::Unreadable(e) => r.warning(format!(
+                    "cannot read {}: {e}; this check is of {}, which it may not be",
+                    script.display(),
+                    by.display()
+                )),
             }
         }
         Some(by) => r.line(
             "executable",
             format!(
-                "{} (not there yet; this folder's site checked by {}, run from PATH)",
-                script.display(),
+                "none in {} (no .fcgi file: a runfcgi site, or not deployed yet); its \
+                 site.toml checked by {}, run from PATH",
+                script.parent().unwrap_or(Path::new(".")).display(),
                 by.display()
             ),
         ),
     }
-    let (mode, htaccess_warnings, apache_runs_it) = web_server_mode(&script);
-    r.line("mode", mode);
-    for w in htaccess_warnings {
-        r.warning(w);
-    }
+    let apache_runs_it = if web_root {
+        let (mode, htaccess_warnings, runs_it) = web_server_mode(&script);
+        r.line("mode", mode);
+        for w in htaccess_warnings {
+            r.warning(w);
+        }
+        runs_it
+    } else {
+        false
+    };
     let site_file = config::locate(&script);
     match config::site_from_env() {
         Some(_) => r.line(
@@ -263,7 +344,9 @@ fn check(script: PathBuf, by: Option<&Path>, args: &[String]) -> i32 {
     show_site(&mut r, &site);
     log_file(&mut r, &site);
     permissions(&mut r, &site, &script, apache_runs_it);
-    exposure(&mut r, &site, &script);
+    if web_root {
+        exposure(&mut r, &site, &script);
+    }
     let python = match worker::find_python(&site) {
         Ok(p) => p,
         Err(e) => {
@@ -276,7 +359,10 @@ fn check(script: PathBuf, by: Option<&Path>, args: &[String]) -> i32 {
     let w = match Worker::start(&site, false, 1) {
         Ok(w) => w,
         Err(e) => {
-            import_failed(&mut r, &site, &script, &e);
+            // What reloads the running site: the .fcgi file, else
+            // site.toml (watched as well; runfcgi from PATH has no .fcgi).
+            let reload = if script.exists() { &script } else { &site_file };
+            import_failed(&mut r, &site, reload, &e);
             return r.finish();
         }
     };
@@ -338,7 +424,9 @@ fn server_python(r: &mut Report, site: &Site, here: &Path) {
 /// The report of an app that did not load: the interpreter's version and
 /// sys.path as the worker had them, the app's output, and the traceback,
 /// all on stdout.
-fn import_failed(r: &mut Report, site: &Site, script: &Path, e: &StartError) {
+/// The import failed; `touch` (a .fcgi file or site.toml) is what makes the
+/// running site load the fixed code.
+fn import_failed(r: &mut Report, site: &Site, touch: &Path, e: &StartError) {
     if let StartError::Import { traceback, facts } = e {
         r.line("python", &facts.python);
         r.line("sys.executable", &facts.executable);
@@ -348,7 +436,7 @@ fn import_failed(r: &mut Report, site: &Site, script: &Path, e: &StartError) {
     } else {
         r.log();
     }
-    let name = script
+    let name = touch
         .file_name()
         .map_or("mysite.fcgi".into(), |n| n.to_string_lossy());
     r.problem(format!(

@@ -16,6 +16,8 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::cli::Program;
+
 const SITE_TEMPLATE: &str = include_str!("../shim-templates/site.toml");
 const HTACCESS_TEMPLATE: &str = include_str!("../htaccess/auto.htaccess");
 
@@ -39,9 +41,9 @@ struct Found {
     python: Option<PathBuf>,
 }
 
-/// `init` for the executable `script`, or for `stand_in` (the current
-/// directory's site, when run from PATH: [`crate::cli::stand_in`]).
-pub fn main(prog: &str, script: &Path, stand_in: Option<PathBuf>, args: &[String]) -> i32 {
+/// `init` for the executable `script`: into DIR, else its folder, else (run
+/// by its bare name from PATH) the current directory.
+pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
     let mut dir: Option<PathBuf> = None;
     let mut project: Option<PathBuf> = None;
     for a in args {
@@ -59,19 +61,53 @@ pub fn main(prog: &str, script: &Path, stand_in: Option<PathBuf>, args: &[String
             return 2;
         }
     }
-    // Where the .htaccess sends requests: the stand-in when it exists.
-    let script = match &stand_in {
-        Some(s) if s.exists() => s.as_path(),
-        _ => script,
+    let dir = match dir {
+        Some(d) => d,
+        // Run from PATH (`fcgi-shim init` in the web root): not the folder
+        // the binary is installed in.
+        None if !prog.contains('/') => match std::env::current_dir() {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("{prog} init: cannot tell which folder this is: {e}");
+                return 1;
+            }
+        },
+        None => script.parent().unwrap_or(Path::new(".")).to_path_buf(),
     };
-    let dir = dir.unwrap_or_else(|| {
-        let of = stand_in.as_deref().unwrap_or(script);
-        of.parent().unwrap_or(Path::new(".")).to_path_buf()
-    });
     if !dir.is_dir() {
         eprintln!("{prog} init: {} is not a directory", dir.display());
         return 1;
     }
+    // The executable the .htaccess sends requests to: this one, when it
+    // lives in the folder, else the folder's .fcgi file, or the mysite.fcgi
+    // the steps below copy.
+    let own = script
+        .parent()
+        .is_some_and(|d| crate::cli::same_file(d, &dir));
+    let exe = if own {
+        script.to_path_buf()
+    } else {
+        match crate::cli::fcgi_in(&dir) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{prog} init: {e}");
+                return 2;
+            }
+        }
+    };
+    // What the copy step says, unless this very program is there already.
+    let copy = if own {
+        None
+    } else if !exe.exists() {
+        Some(format!("copy this binary to {}", exe.display()))
+    } else if matches!(crate::cli::program_at(&exe, script), Program::Same) {
+        None
+    } else {
+        Some(format!(
+            "copy this binary over {} (that file is another program)",
+            exe.display()
+        ))
+    };
     // Other Django projects found near the first: said, not guessed among.
     let mut others: Vec<PathBuf> = Vec::new();
     let found = match project {
@@ -92,7 +128,7 @@ pub fn main(prog: &str, script: &Path, stand_in: Option<PathBuf>, args: &[String
     match (&found.project_dir, &found.dev_settings) {
         (Some(p), Some(dev)) => crate::say!(
             "found a Django project in {} (settings {}, from its wsgi.py: manage.py's {dev} \
-             are for development); production settings often read secrets from the \
+             are presumably for development); production settings often read secrets from the \
              environment: give them under [env] in site.toml",
             p.display(),
             found.settings_module.as_deref().unwrap_or("unknown")
@@ -146,12 +182,9 @@ pub fn main(prog: &str, script: &Path, stand_in: Option<PathBuf>, args: &[String
     } else {
         None
     };
-    // The executable the .htaccess must send requests to: this one, when
-    // it lives in the folder, else the mysite.fcgi the steps below copy.
-    let mut script_name = match script.file_name() {
-        Some(n) if script.parent() == Some(dir.as_path()) => n.to_string_lossy().into_owned(),
-        _ => "mysite.fcgi".to_owned(),
-    };
+    let mut script_name = exe
+        .file_name()
+        .map_or("mysite.fcgi".into(), |n| n.to_string_lossy().into_owned());
     // The .htaccess hands only *.fcgi files to FastCGI (or CGI), and a
     // space, `$`, `%`, a quote or a backslash would break its RewriteRule:
     // such a name gets the .htaccess for mysite.fcgi, and is told so.
@@ -221,11 +254,8 @@ pub fn main(prog: &str, script: &Path, stand_in: Option<PathBuf>, args: &[String
              mode line of check tells what the server will do"
         );
     }
-    if script.parent() != Some(dir.as_path()) {
-        crate::say!(
-            "  - copy this binary to {}/mysite.fcgi and chmod 755 it",
-            dir.display()
-        );
+    if let Some(copy) = copy {
+        crate::say!("  - {copy} and chmod 755 it");
     }
     if wrote_site {
         crate::say!(
@@ -428,30 +458,33 @@ fn django_at(dir: &Path) -> Option<Found> {
     })
 }
 
-/// The module of the first line, not a comment, that reads
-/// `os.environ.setdefault("DJANGO_SETTINGS_MODULE", "x.settings")` or
-/// `os.environ["DJANGO_SETTINGS_MODULE"] = "x.settings"` (manage.py,
-/// wsgi.py; their comments and docstrings may name the variable too).
+/// The module of the first `os.environ.setdefault("DJANGO_SETTINGS_MODULE",
+/// "x.settings")` or `os.environ["DJANGO_SETTINGS_MODULE"] = "x.settings"`
+/// outside a comment (manage.py, wsgi.py; their comments and docstrings may
+/// name the variable too), also split over lines as Black writes a long call.
 fn settings_default(text: &str) -> Option<String> {
-    text.lines()
+    const NAME: &str = "DJANGO_SETTINGS_MODULE";
+    let code: Vec<&str> = text
+        .lines()
         .filter(|l| !l.trim_start().starts_with('#'))
-        .find_map(|line| {
-            let at = line.find("DJANGO_SETTINGS_MODULE")?;
-            let rest = line[at + "DJANGO_SETTINGS_MODULE".len()..].strip_prefix(['"', '\''])?;
-            let rest = rest.trim_start();
-            let rest = match rest.strip_prefix(',') {
-                Some(r) => r,
-                None => rest.strip_prefix(']')?.trim_start().strip_prefix('=')?,
-            }
-            .trim_start();
-            let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
-            let value = &rest[1..];
-            let module = &value[..value.find(quote)?];
-            module
-                .split('.')
-                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'))
-                .then(|| module.to_owned())
-        })
+        .collect();
+    let code = code.join("\n");
+    code.match_indices(NAME).find_map(|(at, _)| {
+        let rest = code[at + NAME.len()..].strip_prefix(['"', '\''])?;
+        let rest = rest.trim_start();
+        let rest = match rest.strip_prefix(',') {
+            Some(r) => r,
+            None => rest.strip_prefix(']')?.trim_start().strip_prefix('=')?,
+        }
+        .trim_start();
+        let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+        let value = &rest[1..];
+        let module = &value[..value.find(quote)?];
+        module
+            .split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'))
+            .then(|| module.to_owned())
+    })
 }
 
 #[cfg(test)]
@@ -477,6 +510,13 @@ mod tests {
         );
         let text = "os.environ['DJANGO_SETTINGS_MODULE'] = 'site.settings'";
         assert_eq!(settings_default(text).as_deref(), Some("site.settings"));
+        // Black's layout of a call too long for one line.
+        let text = "    os.environ.setdefault(\n        \"DJANGO_SETTINGS_MODULE\",\n        \
+                    \"config.settings.local\",\n    )\n";
+        assert_eq!(
+            settings_default(text).as_deref(),
+            Some("config.settings.local")
+        );
     }
 
     #[test]

@@ -255,9 +255,9 @@ examples:
   {prog} runfcgi daemonize=false socket=/tmp/mysite.sock
   {prog} runfcgi socket=/home/user/run/mysite.sock umask=000 pidfile=/home/user/run/mysite.pid
 
-Stop it with Ctrl-C in the foreground, or kill `cat PIDFILE`. `touch {prog}`
-reloads the app; replacing {prog} with `mv` restarts the server on the new
-binary without closing the socket.
+Stop it with Ctrl-C in the foreground, or kill `cat PIDFILE`. Touching
+site.toml (or this program) reloads the app; replacing this program with `mv`
+restarts the server on the new binary without closing the socket.
 "
     ));
     s

@@ -6,8 +6,9 @@
 //! SIGKILL 3 s later, mod_fastcgi asks for SIGUSR1, Apache's restart can send
 //! SIGHUP to the process group, Ctrl-C is SIGINT. SIGPIPE is ignored: a web
 //! server that hangs up is an ordinary outcome, seen as EPIPE. A SIGHUP
-//! ignored when we start stays ignored, as `nohup` promises: `nohup
-//! mysite.fcgi runfcgi daemonize=false ... &` outlives the SSH session.
+//! or SIGINT ignored when we start stays ignored, as `nohup` (SIGHUP) and a
+//! shell starting a background job (SIGINT) mean it: `nohup mysite.fcgi
+//! runfcgi daemonize=false ... &` outlives the SSH session.
 //!
 //! The handler only records the signal and writes a byte to a self-pipe;
 //! [`wait`] polls that pipe beside the descriptors it waits for, so a signal
@@ -69,11 +70,15 @@ pub fn install() -> io::Result<()> {
         let mut sa: libc::sigaction = std::mem::zeroed();
         sa.sa_sigaction = on_signal as *const () as usize;
         libc::sigemptyset(&mut sa.sa_mask);
-        let mut hup: libc::sigaction = std::mem::zeroed();
-        let hup_ignored = libc::sigaction(libc::SIGHUP, std::ptr::null(), &mut hup) == 0
-            && hup.sa_sigaction == libc::SIG_IGN;
+        let ignored = |sig: libc::c_int| {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+        };
         for sig in [libc::SIGTERM, libc::SIGUSR1, libc::SIGHUP, libc::SIGINT] {
-            if sig == libc::SIGHUP && hup_ignored {
+            // The terminal's signals, ignored by nohup (SIGHUP) or by a
+            // shell for a background job (SIGINT): left so.
+            if (sig == libc::SIGHUP || sig == libc::SIGINT) && ignored(sig) {
                 continue;
             }
             if libc::sigaction(sig, &sa, std::ptr::null_mut()) < 0 {

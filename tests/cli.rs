@@ -224,22 +224,24 @@ fn init_with_project_path_and_without_manage_py_says_so() {
     assert!(!tmp.join("site.toml").exists(), "wrote a site.toml anyway");
 }
 
+/// `fcgi-shim check`, by its name from PATH, in the folder `dir`.
+fn check_from_path(bin: &Path, dir: &Path) -> Output {
+    run(
+        from_path(bin).arg("check").current_dir(dir),
+        None,
+        Duration::from_secs(20),
+    )
+}
+
 #[test]
 fn check_run_from_path_checks_the_site_of_the_current_directory() {
     let root = WebRoot::new("check-from-path");
     root.write_site("echo:app", &root.outside_log(), "");
     let bin = root.tmp.join("bin");
-    let script = root.www.join("mysite.fcgi");
-    let from_path_check = || {
-        run(
-            from_path(&bin).arg("check").current_dir(&root.www),
-            None,
-            Duration::from_secs(20),
-        )
-    };
-    let out = from_path_check();
-    assert_ok(&out, &[], "OK");
     let by = bin.join("fcgi-shim");
+    let script = root.www.join("mysite.fcgi");
+    let out = check_from_path(&bin, &root.www);
+    assert_ok(&out, &[], "OK");
     assert_line(
         &out,
         &format!(
@@ -254,32 +256,98 @@ fn check_run_from_path_checks_the_site_of_the_current_directory() {
     );
     assert_line(&out, "GET /             200 OK");
 
-    // A mysite.fcgi that is another program: the check is not of what the
-    // web server runs, and says so.
+    // What the web server runs is not what checks it: said, and how to
+    // put this one in its place.
     fs::remove_file(&script).expect("rm mysite.fcgi");
-    fs::write(&script, "#!/bin/sh\nexit 1\n").expect("write mysite.fcgi");
-    let out = from_path_check();
-    let other = format!(
-        "warning           {} is not the same program as {}: the web server runs the first, so \
-         what it does may differ from this check; run ./mysite.fcgi check to check it",
+    fs::write(
+        &script,
+        "#!/usr/bin/python3\nfrom flup.server.fcgi import WSGIServer\n",
+    )
+    .expect("a flup mysite.fcgi");
+    let out = check_from_path(&bin, &root.www);
+    let script_warning = format!(
+        "warning           {} is a script, not fcgi-shim: the web server runs that script (the \
+         old flup mysite.fcgi?), not what this checks; to serve the site with fcgi-shim, cp {} {}",
+        script.display(),
+        by.display(),
+        script.display()
+    );
+    assert_ok(&out, &[script_warning], "OK (1 warning)");
+    let mut other = fs::read(BIN).expect("read the binary");
+    other.push(0);
+    fs::write(&script, other).expect("another build");
+    let out = check_from_path(&bin, &root.www);
+    let build_warning = format!(
+        "warning           {} is another build than {}: the web server runs the first, so what \
+         it does may differ from this check; run ./mysite.fcgi check to check it",
         script.display(),
         by.display()
     );
-    assert_ok(&out, &[other], "OK (1 warning)");
+    assert_ok(&out, &[build_warning], "OK (1 warning)");
 
-    // None there yet (as init leaves it, or a runfcgi site): the folder's
-    // site all the same.
-    fs::remove_file(&script).expect("rm mysite.fcgi");
-    let out = from_path_check();
+    // Several .fcgi files, none of them mysite.fcgi: which one is meant
+    // cannot be told.
+    fs::rename(&script, root.www.join("a.fcgi")).expect("mv");
+    fs::write(root.www.join("b.fcgi"), "").expect("b.fcgi");
+    let out = check_from_path(&bin, &root.www);
+    assert_eq!(out.status.code(), Some(2), "{}", out.all_text());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "fcgi-shim check: {} holds several .fcgi files (a.fcgi, b.fcgi): run the one you \
+             mean as ./NAME.fcgi\n",
+            root.www.display()
+        )
+    );
+}
+
+/// A runfcgi site's folder (site.toml beside manage.py, no .fcgi file, no
+/// .htaccess): no web root, so none of a web root's checks.
+#[test]
+fn check_run_from_path_in_a_runfcgi_project_folder_skips_the_web_root_checks() {
+    let root = WebRoot::new("check-from-path-runfcgi");
+    let project = root.tmp.join("project");
+    fs::create_dir_all(&project).expect("project");
+    fs::write(project.join("manage.py"), "").expect("manage.py");
+    let site = format!(
+        "search_path = [{}]\nwsgi_app = \"echo:app\"\n",
+        toml_str(&apps_dir().to_string_lossy())
+    );
+    fs::write(project.join("site.toml"), site).expect("site.toml");
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(project.join("site.toml"), fs::Permissions::from_mode(0o600))
+        .expect("chmod");
+    let bin = root.tmp.join("bin");
+    let out = check_from_path(&bin, &project);
     assert_ok(&out, &[], "OK");
     assert_line(
         &out,
         &format!(
-            "executable        {} (not there yet; this folder's site checked by {}, run from \
-             PATH)",
-            script.display(),
-            by.display()
+            "executable        none in {} (no .fcgi file: a runfcgi site, or not deployed \
+             yet); its site.toml checked by {}, run from PATH",
+            project.display(),
+            bin.join("fcgi-shim").display()
         ),
+    );
+    assert!(
+        !report(&out).iter().any(|l| l.starts_with("mode ")),
+        "{}",
+        out.all_text()
+    );
+    // The fix of a failed import reloads through site.toml: there is no
+    // .fcgi file to touch.
+    fs::write(
+        project.join("site.toml"),
+        "wsgi_app = \"no_such_module_here:app\"\n",
+    )
+    .expect("site.toml");
+    let out = check_from_path(&bin, &project);
+    assert!(
+        result(&out) == "result            1 problem"
+            && report(&out).iter().any(|l| l.starts_with("PROBLEM")
+                && l.ends_with("then `touch site.toml` so that the running site reloads")),
+        "{}",
+        out.all_text()
     );
 }
 

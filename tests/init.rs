@@ -401,9 +401,10 @@ fn init_run_from_path_writes_into_the_current_directory_for_its_fcgi_file() {
         "init wrote beside the installed binary"
     );
 
-    // The site's one .fcgi file is the one the .htaccess sends requests to.
+    // The site's one .fcgi file is the one the .htaccess sends requests
+    // to; this program already, so nothing to copy.
     fs::remove_file(www.join(".htaccess")).expect("rm .htaccess");
-    fs::write(www.join("blog.fcgi"), "").expect("blog.fcgi");
+    fs::hard_link(bin.join("fcgi-shim"), www.join("blog.fcgi")).expect("ln blog.fcgi");
     let out = init();
     assert!(out.status.success(), "{}", out.all_text());
     let htaccess = fs::read_to_string(www.join(".htaccess")).expect(".htaccess");
@@ -416,6 +417,52 @@ fn init_run_from_path_writes_into_the_current_directory_for_its_fcgi_file() {
     let steps = out.stdout_text();
     assert!(!steps.contains("copy this binary"), "{steps}");
     assert!(steps.contains("  - run ./blog.fcgi check in "), "{steps}");
+
+    // The seed's flup script there: this binary goes over it. And
+    // FCGI_SHIM_SITE (a runfcgi setting) does not move where init writes.
+    fs::remove_file(www.join("blog.fcgi")).expect("rm blog.fcgi");
+    fs::write(www.join("blog.fcgi"), "#!/usr/bin/python3\n").expect("flup blog.fcgi");
+    fs::remove_file(www.join(".htaccess")).expect("rm .htaccess");
+    let out = run(
+        from_path(&bin)
+            .arg("init")
+            .env("FCGI_SHIM_SITE", tmp.join("elsewhere.toml"))
+            .current_dir(&www),
+        None,
+        Duration::from_secs(10),
+    );
+    assert!(out.status.success(), "{}", out.all_text());
+    assert!(www.join(".htaccess").exists(), "{}", out.all_text());
+    let steps = out.stdout_text();
+    assert!(
+        steps.contains(&format!(
+            "  - copy this binary over {} (that file is another program) and chmod 755 it",
+            www.join("blog.fcgi").display()
+        )),
+        "{steps}"
+    );
+    assert!(!bin.join(".htaccess").exists() && !bin.join("site.toml").exists());
+}
+
+/// `./mysite.fcgi init DIR` for a DIR that holds the site's .fcgi file
+/// under another name: the .htaccess is for that file.
+#[test]
+fn init_into_a_folder_given_writes_the_htaccess_for_its_fcgi_file() {
+    let tmp = TempDir::new("init-dir-given");
+    let www = tmp.join("www");
+    fs::create_dir_all(&www).expect("www");
+    fs::write(www.join("shop.fcgi"), "").expect("shop.fcgi");
+    let arg = www.display().to_string();
+    let out = init_in(tmp.path(), &[&arg], None);
+    assert!(out.status.success(), "{}", out.all_text());
+    let htaccess = fs::read_to_string(www.join(".htaccess")).expect(".htaccess");
+    assert!(
+        htaccess
+            .lines()
+            .any(|l| l == "RewriteRule ^(.*)$ shop.fcgi/$1 [QSA,L]"),
+        "{htaccess}"
+    );
+    assert!(!tmp.join(".htaccess").exists());
 }
 
 #[test]
@@ -585,7 +632,7 @@ fn init_takes_the_settings_of_the_projects_wsgi_py_over_manage_pys() {
         first,
         format!(
             "found a Django project in {} (settings config.settings.production, from its \
-             wsgi.py: manage.py's config.settings.local are for development); production \
+             wsgi.py: manage.py's config.settings.local are presumably for development); production \
              settings often read secrets from the environment: give them under [env] in \
              site.toml",
             proj.display()

@@ -662,8 +662,9 @@ fn seed_foreground_server_stops_on_ctrl_c() {
 }
 
 /// `nohup ./mysite.fcgi runfcgi daemonize=false socket=... &`: SIGHUP to
-/// the job (the SSH session ending) was ignored when it started, and stays
-/// ignored by the supervisor and its children, after a re-exec too.
+/// the job (the SSH session ending) was ignored when it started, and SIGINT
+/// (a shell's background job), and both stay ignored by the supervisor and
+/// its children, after a re-exec too.
 #[test]
 fn a_foreground_server_started_under_nohup_outlives_sighup() {
     let mut site = Site::new("nohup");
@@ -673,6 +674,8 @@ fn a_foreground_server_started_under_nohup_outlives_sighup() {
     unsafe {
         cmd.pre_exec(|| {
             libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            // As a non-interactive shell starts a background job.
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
             Ok(())
         });
     }
@@ -681,18 +684,37 @@ fn a_foreground_server_started_under_nohup_outlives_sighup() {
     site.wait_serving(&addr);
     let sup = site.pid(i);
     let hang_up = |site: &mut Site, when: &str| {
+        let before = children_of(sup);
+        for pid in std::iter::once(sup).chain(before.iter().copied()) {
+            assert!(
+                ignores(pid, libc::SIGHUP) && ignores(pid, libc::SIGINT),
+                "{pid} does not ignore SIGHUP and SIGINT {when}\n{}",
+                site.output()
+            );
+        }
         // SAFETY: kill(2) of the process group this test started.
-        unsafe { libc::kill(-sup, libc::SIGHUP) };
-        thread::sleep(Duration::from_millis(500));
+        unsafe {
+            libc::kill(-sup, libc::SIGHUP);
+            libc::kill(-sup, libc::SIGINT);
+        }
+        thread::sleep(Duration::from_millis(300));
         assert!(
             site.wait_exit(i, Duration::ZERO).is_none(),
             "SIGHUP {when} stopped it\n{}",
+            site.output()
+        );
+        // None of the children ended (to be replaced by a new one).
+        let after = children_of(sup);
+        assert!(
+            before.iter().all(|c| after.contains(c)),
+            "children {before:?} before SIGHUP {when}, {after:?} after\n{}",
             site.output()
         );
         ident(&addr).unwrap_or_else(|e| panic!("after SIGHUP {when}: {e}\n{}", site.output()));
     };
     hang_up(&mut site, "at first");
     // Deployed with `mv`: the supervisor re-executes itself.
+    let old_kids = children_of(sup);
     let new = site.dir.join("mysite.fcgi.new");
     fs::copy(BIN, &new).expect("copy");
     let ino = fs::metadata(&new).expect("stat").ino();
@@ -702,10 +724,26 @@ fn a_foreground_server_started_under_nohup_outlives_sighup() {
         fs::metadata(format!("/proc/{sup}/exe")).is_ok_and(|m| m.ino() == ino)
     });
     assert!(reexeced, "still the old binary\n{}", site.output());
+    // The old image's children finish and leave; the new one's serve.
+    let renewed = wait_until(Duration::from_secs(10), || {
+        let kids = children_of(sup);
+        !kids.is_empty() && kids.iter().all(|k| !old_kids.contains(k))
+    });
+    assert!(renewed, "old children remain\n{}", site.output());
     site.wait_serving(&addr);
     hang_up(&mut site, "after the re-exec");
     site.stop(i);
     site.assert_all_gone(Duration::from_secs(5));
+}
+
+/// Is `sig` in the SigIgn mask of /proc/<pid>/status?
+fn ignores(pid: i32, sig: i32) -> bool {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (sig - 1)) != 0)
 }
 
 #[test]
