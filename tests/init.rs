@@ -43,6 +43,13 @@ fn init_in(dir: &Path, args: &[&str], umask: Option<libc::mode_t>) -> Output {
     run(&mut cmd, None, Duration::from_secs(10))
 }
 
+/// Fails unless `dir`'s .htaccess rewrites every URL to `name`.
+fn assert_sends_to(dir: &Path, name: &str) {
+    let htaccess = fs::read_to_string(dir.join(".htaccess")).expect(".htaccess");
+    let rule = format!("RewriteRule ^(.*)$ {name}/$1 [QSA,L]");
+    assert!(htaccess.lines().any(|l| l == rule), "{htaccess}");
+}
+
 fn mode(path: &Path) -> u32 {
     fs::symlink_metadata(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -407,13 +414,7 @@ fn init_run_from_path_writes_into_the_current_directory_for_its_fcgi_file() {
     fs::hard_link(bin.join("fcgi-shim"), www.join("blog.fcgi")).expect("ln blog.fcgi");
     let out = init();
     assert!(out.status.success(), "{}", out.all_text());
-    let htaccess = fs::read_to_string(www.join(".htaccess")).expect(".htaccess");
-    assert!(
-        htaccess
-            .lines()
-            .any(|l| l == "RewriteRule ^(.*)$ blog.fcgi/$1 [QSA,L]"),
-        "{htaccess}"
-    );
+    assert_sends_to(&www, "blog.fcgi");
     let steps = out.stdout_text();
     assert!(!steps.contains("copy this binary"), "{steps}");
     assert!(steps.contains("  - run ./blog.fcgi check in "), "{steps}");
@@ -455,13 +456,7 @@ fn init_into_a_folder_given_writes_the_htaccess_for_its_fcgi_file() {
     let arg = www.display().to_string();
     let out = init_in(tmp.path(), &[&arg], None);
     assert!(out.status.success(), "{}", out.all_text());
-    let htaccess = fs::read_to_string(www.join(".htaccess")).expect(".htaccess");
-    assert!(
-        htaccess
-            .lines()
-            .any(|l| l == "RewriteRule ^(.*)$ shop.fcgi/$1 [QSA,L]"),
-        "{htaccess}"
-    );
+    assert_sends_to(&www, "shop.fcgi");
     assert!(!tmp.join(".htaccess").exists());
 }
 

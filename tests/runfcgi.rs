@@ -298,6 +298,20 @@ impl Site {
         }
     }
 
+    /// Deploys a new binary with `mv` (a new inode, as FIELD_NOTES
+    /// recommends) and waits until `pid` runs it, re-executed: false if it
+    /// does not within 10 s.
+    fn deploy_with_mv(&self, pid: i32) -> bool {
+        let new = self.dir.join("mysite.fcgi.new");
+        fs::copy(BIN, &new).expect("copy");
+        let ino = fs::metadata(&new).expect("stat").ino();
+        self.inodes.lock().expect("lock").push(ino);
+        fs::rename(&new, self.dir.join("mysite.fcgi")).expect("mv");
+        wait_until(Duration::from_secs(10), || {
+            fs::metadata(format!("/proc/{pid}/exe")).is_ok_and(|m| m.ino() == ino)
+        })
+    }
+
     /// The pid of foreground child `i`.
     fn pid(&self, i: usize) -> i32 {
         self.children[i].id() as i32
@@ -715,14 +729,7 @@ fn a_foreground_server_started_under_nohup_outlives_sighup() {
     hang_up(&mut site, "at first");
     // Deployed with `mv`: the supervisor re-executes itself.
     let old_kids = children_of(sup);
-    let new = site.dir.join("mysite.fcgi.new");
-    fs::copy(BIN, &new).expect("copy");
-    let ino = fs::metadata(&new).expect("stat").ino();
-    site.inodes.lock().expect("lock").push(ino);
-    fs::rename(&new, site.dir.join("mysite.fcgi")).expect("mv");
-    let reexeced = wait_until(Duration::from_secs(10), || {
-        fs::metadata(format!("/proc/{sup}/exe")).is_ok_and(|m| m.ino() == ino)
-    });
+    let reexeced = site.deploy_with_mv(sup);
     assert!(reexeced, "still the old binary\n{}", site.output());
     // The old image's children finish and leave; the new one's serve.
     let renewed = wait_until(Duration::from_secs(10), || {
@@ -992,15 +999,7 @@ fn replacing_the_binary_reexecutes_the_supervisor_keeping_the_socket() {
     let old_kids = children_of(sup);
     let hammer = Hammer::start(&addr);
     thread::sleep(Duration::from_millis(300));
-    // Deploy with `mv`: a new inode, as FIELD_NOTES recommends.
-    let new = site.dir.join("mysite.fcgi.new");
-    fs::copy(BIN, &new).expect("copy");
-    let ino = fs::metadata(&new).expect("stat").ino();
-    site.inodes.lock().expect("lock").push(ino);
-    fs::rename(&new, site.dir.join("mysite.fcgi")).expect("mv");
-    let reexeced = wait_until(Duration::from_secs(10), || {
-        fs::metadata(format!("/proc/{sup}/exe")).is_ok_and(|m| m.ino() == ino)
-    });
+    let reexeced = site.deploy_with_mv(sup);
     assert!(
         reexeced,
         "supervisor still runs the old binary\n{}",
@@ -1042,14 +1041,7 @@ fn a_threaded_server_reexecutes_a_replaced_binary_keeping_the_socket() {
     let pid = site.pid(i);
     let hammer = Hammer::start(&addr);
     thread::sleep(Duration::from_millis(300));
-    let new = site.dir.join("mysite.fcgi.new");
-    fs::copy(BIN, &new).expect("copy");
-    let ino = fs::metadata(&new).expect("stat").ino();
-    site.inodes.lock().expect("lock").push(ino);
-    fs::rename(&new, site.dir.join("mysite.fcgi")).expect("mv");
-    let reexeced = wait_until(Duration::from_secs(10), || {
-        fs::metadata(format!("/proc/{pid}/exe")).is_ok_and(|m| m.ino() == ino)
-    });
+    let reexeced = site.deploy_with_mv(pid);
     assert!(reexeced, "still the old binary\n{}", site.output());
     thread::sleep(Duration::from_millis(500));
     let (n, failed, _) = hammer.finish();
@@ -1536,7 +1528,7 @@ fn debug_logs_one_line_per_request_and_no_traceback_to_the_client() {
 fn from_path(site: &Site, bindir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new("fcgi-shim");
     let path = format!("{}:{SERVER_PATH}", bindir.display());
-    cmd.env_clear()
+    server_env(&mut cmd)
         .env("PATH", path)
         .arg("runfcgi")
         .args(args)

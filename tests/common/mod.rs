@@ -135,8 +135,19 @@ pub fn wait_for_file(path: &Path, timeout: Duration, pred: impl Fn(&str) -> bool
 /// test runner's, whose python3 may be pyenv's or a virtualenv's.
 pub const SERVER_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-/// The environment a web server gives: mod_fcgid passes only PATH.
+/// The environment a web server gives: mod_fcgid passes only PATH. And
+/// the signals at their defaults, as a web server leaves them, whatever
+/// this suite was started under (`nohup tests/run` ignores SIGHUP, which
+/// the shim would then keep ignoring).
 pub fn server_env(cmd: &mut Command) -> &mut Command {
+    // SAFETY: signal(2) is async-signal-safe and touches no memory of ours.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
     cmd.env_clear().env("PATH", SERVER_PATH)
 }
 
