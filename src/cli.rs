@@ -46,6 +46,7 @@ htaccess/ folder). Run from a shell, it helps you set that up:
   {prog} check [PATH] [--host=NAME]
         load site.toml and the app as the web server would, send a test
         GET request (default PATH /), report every problem; exit 1 if any
+        (2 when it cannot tell what to check)
   {prog} runfcgi socket=PATH | host=ADDRESS port=NUMBER [option=value ...]
         serve FastCGI on a socket of its own, as Django's manage.py runfcgi
         did (daemonizes; `{prog} runfcgi help` lists the options)
@@ -58,25 +59,37 @@ CGI (GATEWAY_INTERFACE set) it serves one request and exits.
 
 site.toml is the file FCGI_SHIM_SITE names, else the one in the directory
 of {prog} as invoked. Run by its name from PATH (`fcgi-shim check`), check
-and init act for the site of the current directory instead: its .fcgi file
-and site.toml. Touching the site's .fcgi file (or its site.toml) reloads the
-app.
+and init act for the site of the current directory, not the folder the
+binary is installed in: its .fcgi file, and its site.toml unless
+FCGI_SHIM_SITE names another (init writes there whatever it says).
+Touching the site's .fcgi file (or its site.toml) reloads the app.
 "
     )
 }
 
-/// The site's executable in `dir`: its one *.fcgi file, else mysite.fcgi
-/// (which need not exist: not deployed yet, or a runfcgi site). Several,
-/// none of them mysite.fcgi: which one is meant cannot be told.
-pub fn fcgi_in(dir: &Path) -> Result<PathBuf, String> {
+/// The site's executable in `dir`: its one *.fcgi file (a symlink too,
+/// even a dangling one), else mysite.fcgi, which need not exist (not
+/// deployed yet, or a runfcgi site). Among several: mysite.fcgi, or the one
+/// that is the program `by`; else which one is meant cannot be told.
+pub fn fcgi_in(dir: &Path, by: &Path) -> Result<PathBuf, String> {
     let mine = dir.join("mysite.fcgi");
-    // A folder we may enter but not list: only a name can be looked up.
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(mine);
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        // A folder we may enter but not list: only a name can be looked up.
+        Err(_) if mine.symlink_metadata().is_ok() => return Ok(mine),
+        Err(e) => {
+            return Err(format!(
+                "cannot list {}: {e}; run the site's .fcgi file there as ./NAME.fcgi",
+                dir.display()
+            ));
+        }
     };
     let mut found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "fcgi") && p.is_file())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "fcgi")
+                && p.symlink_metadata().is_ok_and(|m| !m.is_dir())
+        })
         .collect();
     found.sort();
     if found.is_empty() || found.contains(&mine) {
@@ -85,12 +98,20 @@ pub fn fcgi_in(dir: &Path) -> Result<PathBuf, String> {
     if found.len() == 1 {
         return Ok(found.remove(0));
     }
+    let ours: Vec<&PathBuf> = found
+        .iter()
+        .filter(|p| matches!(program_at(p, by), Program::Same))
+        .collect();
+    if let [one] = ours[..] {
+        return Ok(one.clone());
+    }
     let names: Vec<String> = found
         .iter()
         .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .collect();
     Err(format!(
-        "{} holds several .fcgi files ({}): run the one you mean as ./NAME.fcgi",
+        "{} holds several .fcgi files ({}), none of them mysite.fcgi or this program: run the \
+         one you mean as ./NAME.fcgi there",
         dir.display(),
         names.join(", ")
     ))
@@ -109,7 +130,7 @@ pub fn stand_in(prog: &str, script: &Path) -> Result<Option<PathBuf>, String> {
     if script.parent().is_some_and(|d| same_file(d, &here)) {
         return Ok(None);
     }
-    fcgi_in(&here).map(Some)
+    fcgi_in(&here, script).map(Some)
 }
 
 /// Do `a` and `b` name one file (through symlinks too)?
@@ -121,26 +142,85 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// What the program at `path` is, next to the one at `by` (running).
+/// What the file at `path` is, next to the program `by` (this one).
 pub enum Program {
+    Missing,
     Same,
-    /// A `#!` script: flup's mysite.fcgi, a wrapper.
+    /// A Python script: the old flup mysite.fcgi.
+    Flup,
+    /// Another `#!` script: a wrapper, perhaps.
     Script,
-    /// Another build of fcgi-shim, or another binary.
+    /// A build of fcgi-shim other than this one.
+    OtherBuild,
+    /// A program that is not fcgi-shim.
     Other,
-    Unreadable(io::Error),
+    Folder,
+    /// What no web server can run: a dangling symlink, a file this user
+    /// cannot read.
+    Broken(String),
 }
 
 pub fn program_at(path: &Path, by: &Path) -> Program {
+    let Ok(link) = path.symlink_metadata() else {
+        return Program::Missing;
+    };
     if same_file(path, by) {
         return Program::Same;
     }
-    match std::fs::read(path) {
-        Err(e) => Program::Unreadable(e),
-        Ok(bytes) if bytes.starts_with(b"#!") => Program::Script,
-        Ok(bytes) if std::fs::read(by).is_ok_and(|b| b == bytes) => Program::Same,
-        Ok(_) => Program::Other,
+    match std::fs::metadata(path) {
+        Err(_) if link.is_symlink() => {
+            let target = std::fs::read_link(path).unwrap_or_default();
+            return Program::Broken(format!(
+                "a symlink to {}, which is not there",
+                target.display()
+            ));
+        }
+        Ok(m) if m.is_dir() => return Program::Folder,
+        _ => {}
     }
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) => return Program::Broken(format!("a file this user cannot read ({e})")),
+    };
+    if bytes.starts_with(b"#!") {
+        let first = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+        return if memchr::memmem::find(first, b"python").is_some() {
+            Program::Flup
+        } else {
+            Program::Script
+        };
+    }
+    if std::fs::read(by).is_ok_and(|b| b == bytes) {
+        Program::Same
+    } else if memchr::memmem::find(&bytes, b"FCGI_SHIM_SITE").is_some() {
+        Program::OtherBuild
+    } else {
+        Program::Other
+    }
+}
+
+/// The commands that put the program `by` at `path` and make it
+/// executable: beside it first, then renamed over it, so that a copy that
+/// is running (Text file busy) or a dangling symlink is replaced as well.
+pub fn install_command(by: &Path, path: &Path) -> String {
+    let new = shell_word(&format!("{}.new", path.display()));
+    format!(
+        "cp {} {new} && chmod 755 {new} && mv {new} {}",
+        shell_word(&by.display().to_string()),
+        shell_word(&path.display().to_string())
+    )
+}
+
+/// `s` as one word for sh: as it is when nothing in it is special, else in
+/// single quotes (a quote inside written '\'').
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@=".contains(c))
+    {
+        return s.to_owned();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// Runs a command. Returns the exit code.
@@ -268,12 +348,24 @@ fn check(script: PathBuf, by: Option<&Path>, args: &[String]) -> i32 {
     crate::log::capture(true);
     let mut r = Report::default();
     r.line("fcgi-shim", VERSION);
-    // Run from PATH in a folder without a .fcgi file (a runfcgi site, or
-    // not deployed yet): no web root to look at.
-    let web_root = by.is_none() || script.exists();
+    // Run from PATH in a folder with neither a .fcgi file nor a .htaccess
+    // (a runfcgi site): no web root to look at.
+    let program = by.map_or(Program::Same, |by| program_at(&script, by));
+    let dir = script.parent().unwrap_or(Path::new("."));
+    let web_root =
+        !matches!(program, Program::Missing) || dir.join(".htaccess").symlink_metadata().is_ok();
     match by {
         None => r.line("executable", script.display()),
-        Some(by) if web_root => {
+        Some(by) if !web_root => r.line(
+            "executable",
+            format!(
+                "none in {} (no .fcgi file, no .htaccess: a runfcgi site); its site.toml \
+                 checked by {}, run from PATH",
+                dir.display(),
+                by.display()
+            ),
+        ),
+        Some(by) => {
             r.line(
                 "executable",
                 format!(
@@ -282,39 +374,43 @@ fn check(script: PathBuf, by: Option<&Path>, args: &[String]) -> i32 {
                     by.display()
                 ),
             );
+            let (x, install) = (script.display(), install_command(by, &script));
             let name = script.file_name().unwrap_or_default().to_string_lossy();
-            match program_at(&script, by) {
+            match program {
                 Program::Same => {}
+                Program::Missing => r.problem(format!(
+                    "{x} is not there: the web server has nothing to run for this site (its \
+                     .htaccess is there); put this program there: {install}"
+                )),
+                Program::Flup => r.warning(format!(
+                    "{x} is a Python script (the old flup mysite.fcgi?), not fcgi-shim: the web \
+                     server runs that, not what this checks; to serve the site with fcgi-shim: \
+                     {install}"
+                )),
                 Program::Script => r.warning(format!(
-                    "{} is a script, not fcgi-shim: the web server runs that script (the old \
-                     flup mysite.fcgi?), not what this checks; to serve the site with fcgi-shim, \
-                     cp {} {}",
-                    script.display(),
-                    by.display(),
-                    script.display()
+                    "{x} is a script, not fcgi-shim: the web server runs it, and what it runs \
+                     may not be what this checks; if it should be fcgi-shim: {install}"
+                )),
+                Program::OtherBuild => r.warning(format!(
+                    "{x} is another build of fcgi-shim than {}: the web server runs the first, \
+                     so what it does may differ from this check; run ./{name} check to check \
+                     it, or update it: {install}",
+                    by.display()
                 )),
                 Program::Other => r.warning(format!(
-                    "{} is another build than {}: the web server runs the first, so what it \
-                     does may differ from this check; run ./{name} check to check it",
-                    script.display(),
-                    by.display()
+                    "{x} is not fcgi-shim: the web server runs that program, not what this \
+                     checks; to serve the site with fcgi-shim: {install}"
                 )),
-                Program::Unreadable(e) => r.warning(format!(
-                    "cannot read {}: {e}; this check is of {}, which it may not be",
-                    script.display(),
-                    by.display()
+                Program::Folder => r.problem(format!(
+                    "{x} is a folder: the web server cannot run it; rename it, then put this \
+                     program there: {install}"
+                )),
+                Program::Broken(what) => r.problem(format!(
+                    "{x} is {what}: the web server cannot run it; put this program there: \
+                     {install}"
                 )),
             }
         }
-        Some(by) => r.line(
-            "executable",
-            format!(
-                "none in {} (no .fcgi file: a runfcgi site, or not deployed yet); its \
-                 site.toml checked by {}, run from PATH",
-                script.parent().unwrap_or(Path::new(".")).display(),
-                by.display()
-            ),
-        ),
     }
     let apache_runs_it = if web_root {
         let (mode, htaccess_warnings, runs_it) = web_server_mode(&script);
@@ -361,7 +457,7 @@ fn check(script: PathBuf, by: Option<&Path>, args: &[String]) -> i32 {
         Err(e) => {
             // What reloads the running site: the .fcgi file, else
             // site.toml (watched as well; runfcgi from PATH has no .fcgi).
-            let reload = if script.exists() { &script } else { &site_file };
+            let reload = if web_root { &script } else { &site_file };
             import_failed(&mut r, &site, reload, &e);
             return r.finish();
         }
@@ -436,9 +532,9 @@ fn import_failed(r: &mut Report, site: &Site, touch: &Path, e: &StartError) {
     } else {
         r.log();
     }
-    let name = touch
-        .file_name()
-        .map_or("mysite.fcgi".into(), |n| n.to_string_lossy());
+    // The whole path: a bare name touched in another folder would only
+    // create an empty file there.
+    let name = touch.display();
     r.problem(format!(
         "{}; fix it and run check again, then `touch {name}` so that the running site \
          reloads",
@@ -1047,6 +1143,20 @@ fn web_server_mode(script: &Path) -> (String, Vec<String>, bool) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn shell_words_are_quoted_only_when_they_need_it() {
+        assert_eq!(
+            super::shell_word("/home/u/www/mysite.fcgi"),
+            "/home/u/www/mysite.fcgi"
+        );
+        assert_eq!(
+            super::shell_word("/home/u/my site.fcgi"),
+            "'/home/u/my site.fcgi'"
+        );
+        assert_eq!(super::shell_word("/a$1.fcgi"), "'/a$1.fcgi'");
+        assert_eq!(super::shell_word("it's"), "'it'\\''s'");
+    }
+
     use super::*;
 
     #[test]

@@ -84,29 +84,26 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
     let own = script
         .parent()
         .is_some_and(|d| crate::cli::same_file(d, &dir));
-    let exe = if own {
+    if own && !prog.contains('/') {
+        // `cd ~/bin; fcgi-shim init`: a site.toml here would be the one
+        // every `fcgi-shim runfcgi` reads first, whatever its folder.
+        eprintln!(
+            "{prog} init: {} is where {prog} is installed, not a web root; run it in your web \
+             root (or give that folder: {prog} init DIR)",
+            dir.display()
+        );
+        return 1;
+    }
+    let mut exe = if own {
         script.to_path_buf()
     } else {
-        match crate::cli::fcgi_in(&dir) {
+        match crate::cli::fcgi_in(&dir, script) {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("{prog} init: {e}");
                 return 2;
             }
         }
-    };
-    // What the copy step says, unless this very program is there already.
-    let copy = if own {
-        None
-    } else if !exe.exists() {
-        Some(format!("copy this binary to {}", exe.display()))
-    } else if matches!(crate::cli::program_at(&exe, script), Program::Same) {
-        None
-    } else {
-        Some(format!(
-            "copy this binary over {} (that file is another program)",
-            exe.display()
-        ))
     };
     // Other Django projects found near the first: said, not guessed among.
     let mut others: Vec<PathBuf> = Vec::new();
@@ -197,7 +194,29 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
              mysite.fcgi; rename this file to mysite.fcgi"
         );
         script_name = "mysite.fcgi".to_owned();
+        exe = dir.join(&script_name);
     }
+    // The step that puts this program where the .htaccess sends requests,
+    // unless it is there already.
+    let install = crate::cli::install_command(script, &exe);
+    let copy = match crate::cli::program_at(&exe, script) {
+        Program::Same => None,
+        Program::Missing => Some(format!("put this binary there: {install}")),
+        Program::Folder => Some(format!(
+            "{} is a folder: rename it, then put this binary there: {install}",
+            exe.display()
+        )),
+        Program::Broken(what) => Some(format!("{} is {what}: {install}", exe.display())),
+        Program::Flup => Some(format!(
+            "{} is a Python script (the old flup mysite.fcgi?): put this binary in its \
+             place: {install}",
+            exe.display()
+        )),
+        _ => Some(format!(
+            "{} is another program: put this binary in its place: {install}",
+            exe.display()
+        )),
+    };
     let htaccess = htaccess_for(&script_name);
     let mut failed = false;
     let mut wrote = [false; 2];
@@ -255,7 +274,7 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
         );
     }
     if let Some(copy) = copy {
-        crate::say!("  - {copy} and chmod 755 it");
+        crate::say!("  - {copy}");
     }
     if wrote_site {
         crate::say!(
@@ -502,7 +521,7 @@ mod tests {
         // cookiecutter-django's config/wsgi.py: the variable named in
         // comments first, then assigned in a comment, then set.
         let text = "# We defer to a DJANGO_SETTINGS_MODULE already in the environment.\n\
-                    # os.environ[\"DJANGO_SETTINGS_MODULE\"] = \"config.settings.production\"\n\
+                    # os.environ[\"DJANGO_SETTINGS_MODULE\"] = \"config.settings.staging\"\n\
                     os.environ.setdefault(\"DJANGO_SETTINGS_MODULE\", \"config.settings.production\")\n";
         assert_eq!(
             settings_default(text).as_deref(),

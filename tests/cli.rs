@@ -256,8 +256,14 @@ fn check_run_from_path_checks_the_site_of_the_current_directory() {
     );
     assert_line(&out, "GET /             200 OK");
 
-    // What the web server runs is not what checks it: said, and how to
-    // put this one in its place.
+    // What the web server runs is not what checks it: said, with the
+    // commands that put this one in its place.
+    let install = format!(
+        "cp {} {s}.new && chmod 755 {s}.new && mv {s}.new {s}",
+        by.display(),
+        s = script.display()
+    );
+    let x = script.display();
     fs::remove_file(&script).expect("rm mysite.fcgi");
     fs::write(
         &script,
@@ -265,39 +271,80 @@ fn check_run_from_path_checks_the_site_of_the_current_directory() {
     )
     .expect("a flup mysite.fcgi");
     let out = check_from_path(&bin, &root.www);
-    let script_warning = format!(
-        "warning           {} is a script, not fcgi-shim: the web server runs that script (the \
-         old flup mysite.fcgi?), not what this checks; to serve the site with fcgi-shim, cp {} {}",
-        script.display(),
-        by.display(),
-        script.display()
+    let flup = format!(
+        "warning           {x} is a Python script (the old flup mysite.fcgi?), not fcgi-shim: \
+         the web server runs that, not what this checks; to serve the site with fcgi-shim: \
+         {install}"
     );
-    assert_ok(&out, &[script_warning], "OK (1 warning)");
+    assert_ok(&out, &[flup], "OK (1 warning)");
     let mut other = fs::read(BIN).expect("read the binary");
     other.push(0);
     fs::write(&script, other).expect("another build");
     let out = check_from_path(&bin, &root.www);
-    let build_warning = format!(
-        "warning           {} is another build than {}: the web server runs the first, so what \
-         it does may differ from this check; run ./mysite.fcgi check to check it",
-        script.display(),
+    let build = format!(
+        "warning           {x} is another build of fcgi-shim than {}: the web server runs the \
+         first, so what it does may differ from this check; run ./mysite.fcgi check to check \
+         it, or update it: {install}",
         by.display()
     );
-    assert_ok(&out, &[build_warning], "OK (1 warning)");
+    assert_ok(&out, &[build], "OK (1 warning)");
 
-    // Several .fcgi files, none of them mysite.fcgi: which one is meant
-    // cannot be told.
-    fs::rename(&script, root.www.join("a.fcgi")).expect("mv");
+    // A symlink to a binary that has gone: nothing the server can run.
+    fs::remove_file(&script).expect("rm mysite.fcgi");
+    std::os::unix::fs::symlink(root.tmp.join("gone"), &script).expect("ln -s");
+    let out = check_from_path(&bin, &root.www);
+    let problem = format!(
+        "PROBLEM           {x} is a symlink to {}, which is not there: the web server cannot \
+         run it; put this program there: {install}",
+        root.tmp.join("gone").display()
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.all_text());
+    assert_line(&out, &problem);
+
+    // Several .fcgi files: mysite.fcgi among them, else the one that is
+    // this program, else which one is meant cannot be told.
+    fs::remove_file(&script).expect("rm the symlink");
+    fs::write(root.www.join("a.fcgi"), "").expect("a.fcgi");
     fs::write(root.www.join("b.fcgi"), "").expect("b.fcgi");
     let out = check_from_path(&bin, &root.www);
     assert_eq!(out.status.code(), Some(2), "{}", out.all_text());
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         format!(
-            "fcgi-shim check: {} holds several .fcgi files (a.fcgi, b.fcgi): run the one you \
-             mean as ./NAME.fcgi\n",
+            "fcgi-shim check: {} holds several .fcgi files (a.fcgi, b.fcgi), none of them \
+             mysite.fcgi or this program: run the one you mean as ./NAME.fcgi there\n",
             root.www.display()
         )
+    );
+    fs::hard_link(BIN, root.www.join("b.fcgi.tmp")).expect("ln");
+    fs::rename(root.www.join("b.fcgi.tmp"), root.www.join("b.fcgi")).expect("mv");
+    let out = check_from_path(&bin, &root.www);
+    // (The shipped .htaccess rewrites to mysite.fcgi: warned of, rightly.)
+    let misrouted = format!(
+        "warning           {} rewrites requests to mysite.fcgi, but this executable is b.fcgi: \
+         every page would ask for a file that is not there; write b.fcgi for mysite.fcgi in it \
+         (and b\\.fcgi for mysite\\.fcgi), or rename this file",
+        root.www.join(".htaccess").display()
+    );
+    assert_ok(&out, &[misrouted], "OK (1 warning)");
+    assert_line(
+        &out,
+        &format!(
+            "executable        {} (checked by {}, run from PATH)",
+            root.www.join("b.fcgi").display(),
+            by.display()
+        ),
+    );
+    fs::hard_link(BIN, &script).expect("ln mysite.fcgi");
+    let out = check_from_path(&bin, &root.www);
+    assert_ok(&out, &[], "OK");
+    assert_line(
+        &out,
+        &format!(
+            "executable        {} (checked by {}, run from PATH)",
+            script.display(),
+            by.display()
+        ),
     );
 }
 
@@ -323,8 +370,8 @@ fn check_run_from_path_in_a_runfcgi_project_folder_skips_the_web_root_checks() {
     assert_line(
         &out,
         &format!(
-            "executable        none in {} (no .fcgi file: a runfcgi site, or not deployed \
-             yet); its site.toml checked by {}, run from PATH",
+            "executable        none in {} (no .fcgi file, no .htaccess: a runfcgi site); its \
+             site.toml checked by {}, run from PATH",
             project.display(),
             bin.join("fcgi-shim").display()
         ),
@@ -342,10 +389,15 @@ fn check_run_from_path_in_a_runfcgi_project_folder_skips_the_web_root_checks() {
     )
     .expect("site.toml");
     let out = check_from_path(&bin, &project);
+    let touch = format!(
+        "then `touch {}` so that the running site reloads",
+        project.join("site.toml").display()
+    );
     assert!(
         result(&out) == "result            1 problem"
-            && report(&out).iter().any(|l| l.starts_with("PROBLEM")
-                && l.ends_with("then `touch site.toml` so that the running site reloads")),
+            && report(&out)
+                .iter()
+                .any(|l| l.starts_with("PROBLEM") && l.ends_with(&touch)),
         "{}",
         out.all_text()
     );
@@ -575,9 +627,10 @@ fn check_import_failure_prints_python_sys_path_and_traceback_on_stdout() {
         &out,
         &format!(
             "PROBLEM           cannot load the app broken_import:app from {}: the app failed to \
-             import (traceback above); fix it and run check again, then `touch mysite.fcgi` so \
-             that the running site reloads",
-            root.site().display()
+             import (traceback above); fix it and run check again, then `touch {}` so that the \
+             running site reloads",
+            root.site().display(),
+            root.www.join("mysite.fcgi").display()
         ),
     );
     assert!(

@@ -391,13 +391,19 @@ fn init_run_from_path_writes_into_the_current_directory_for_its_fcgi_file() {
         fs::read_to_string(shipped_htaccess("auto.htaccess")).expect("htaccess/auto.htaccess");
     assert_eq!(htaccess, shipped);
     let steps = out.stdout_text();
-    assert!(
-        steps.contains(&format!(
-            "  - copy this binary to {}/mysite.fcgi and chmod 755 it",
-            www.display()
-        )),
-        "{steps}"
+    let by = bin.join("fcgi-shim");
+    let install = |at: &Path| {
+        format!(
+            "cp {} {s}.new && chmod 755 {s}.new && mv {s}.new {s}",
+            by.display(),
+            s = at.display()
+        )
+    };
+    let put = format!(
+        "  - put this binary there: {}",
+        install(&www.join("mysite.fcgi"))
     );
+    assert!(steps.lines().any(|l| l == put), "{steps}");
     let installed: Vec<_> = fs::read_dir(&bin)
         .expect("bin")
         .map(|e| e.expect("entry").file_name())
@@ -416,7 +422,7 @@ fn init_run_from_path_writes_into_the_current_directory_for_its_fcgi_file() {
     assert!(out.status.success(), "{}", out.all_text());
     assert_sends_to(&www, "blog.fcgi");
     let steps = out.stdout_text();
-    assert!(!steps.contains("copy this binary"), "{steps}");
+    assert!(!steps.contains("put this binary"), "{steps}");
     assert!(steps.contains("  - run ./blog.fcgi check in "), "{steps}");
 
     // The seed's flup script there: this binary goes over it. And
@@ -435,12 +441,30 @@ fn init_run_from_path_writes_into_the_current_directory_for_its_fcgi_file() {
     assert!(out.status.success(), "{}", out.all_text());
     assert!(www.join(".htaccess").exists(), "{}", out.all_text());
     let steps = out.stdout_text();
-    assert!(
-        steps.contains(&format!(
-            "  - copy this binary over {} (that file is another program) and chmod 755 it",
-            www.join("blog.fcgi").display()
-        )),
-        "{steps}"
+    let blog = www.join("blog.fcgi");
+    let put = format!(
+        "  - {} is a Python script (the old flup mysite.fcgi?): put this binary in its place: \
+         {}",
+        blog.display(),
+        install(&blog)
+    );
+    assert!(steps.lines().any(|l| l == put), "{steps}");
+    assert!(!bin.join(".htaccess").exists() && !bin.join("site.toml").exists());
+
+    // In the folder it is installed in: refused, nothing written.
+    let out = run(
+        from_path(&bin).arg("init").current_dir(&bin),
+        None,
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.all_text());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "fcgi-shim init: {} is where fcgi-shim is installed, not a web root; run it in your \
+             web root (or give that folder: fcgi-shim init DIR)\n",
+            bin.display()
+        )
     );
     assert!(!bin.join(".htaccess").exists() && !bin.join("site.toml").exists());
 }
@@ -458,6 +482,19 @@ fn init_into_a_folder_given_writes_the_htaccess_for_its_fcgi_file() {
     assert!(out.status.success(), "{}", out.all_text());
     assert_sends_to(&www, "shop.fcgi");
     assert!(!tmp.join(".htaccess").exists());
+    // An empty shop.fcgi is not this program: the step puts it there.
+    let shop = www.join("shop.fcgi");
+    let put = format!(
+        "  - {s} is another program: put this binary in its place: cp {} {s}.new && chmod 755 \
+         {s}.new && mv {s}.new {s}",
+        tmp.join("mysite.fcgi").display(),
+        s = shop.display()
+    );
+    assert!(
+        out.stdout_text().lines().any(|l| l == put),
+        "{}",
+        out.all_text()
+    );
 }
 
 #[test]
@@ -482,6 +519,27 @@ fn init_for_a_name_the_htaccess_cannot_run_writes_it_for_mysite_fcgi() {
                  without spaces, $, %, quotes or backslashes): it is written for mysite.fcgi; \
                  rename this file to mysite.fcgi"
             )),
+            "{name}: {}",
+            out.all_text()
+        );
+        // ... and the step that makes it so, each path one word for sh.
+        let word = |p: &Path| {
+            let p = p.display().to_string();
+            if p.contains([' ', '$']) {
+                format!("'{p}'")
+            } else {
+                p
+            }
+        };
+        let m = tmp.join("mysite.fcgi");
+        let new = word(&tmp.join("mysite.fcgi.new"));
+        let put = format!(
+            "  - put this binary there: cp {} {new} && chmod 755 {new} && mv {new} {}",
+            word(&bin),
+            word(&m)
+        );
+        assert!(
+            out.stdout_text().lines().any(|l| l == put),
             "{name}: {}",
             out.all_text()
         );

@@ -667,6 +667,8 @@ fn seed_foreground_server_stops_on_ctrl_c() {
     let pid = site.pid(i);
     let (_, _, child) = ident(&addr).expect("request");
     assert_ne!(child, pid, "prefork: a child serves, not the supervisor");
+    // Started as from a terminal (server_env), whatever this suite runs under.
+    assert!(!ignores(pid, libc::SIGINT) && !ignores(child, libc::SIGINT));
     // SAFETY: kill(2) of the process group this test started.
     unsafe { libc::kill(-pid, libc::SIGINT) };
     site.assert_exits_0(i, "after SIGINT to the group");

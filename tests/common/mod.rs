@@ -138,7 +138,8 @@ pub const SERVER_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// The environment a web server gives: mod_fcgid passes only PATH. And
 /// the signals at their defaults, as a web server leaves them, whatever
 /// this suite was started under (`nohup tests/run` ignores SIGHUP, which
-/// the shim would then keep ignoring).
+/// the shim would then keep ignoring). A caller's own pre_exec runs after
+/// this one, so it may ignore a signal again.
 pub fn server_env(cmd: &mut Command) -> &mut Command {
     // SAFETY: signal(2) is async-signal-safe and touches no memory of ours.
     unsafe {
