@@ -223,8 +223,21 @@ fn shell_word(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// Runs a command. Returns the exit code.
+/// Runs a command. Returns the exit code: 1 also when stdout could not take
+/// all that it printed (`check > out.txt` on a full disk), so that a cut
+/// report cannot pass for a whole one.
 pub fn main(prog: &str, script: PathBuf, args: &[String]) -> i32 {
+    let code = command(prog, script, args);
+    match crate::log::say_failed() {
+        Some(e) => {
+            eprintln!("{prog}: what it printed could not be written in full: {e}");
+            code.max(1)
+        }
+        None => code,
+    }
+}
+
+fn command(prog: &str, script: PathBuf, args: &[String]) -> i32 {
     match args.first().map(String::as_str) {
         None => {
             eprint!("{}", usage(prog));

@@ -169,13 +169,18 @@ pub fn event(level: Level, args: fmt::Arguments<'_>) {
 
 /// Writes to stdout for the commands run from a shell (`check`, `init`,
 /// `help`). println! panics when the reader has gone (`check | head`);
-/// this ends the process the way SIGPIPE ends any other tool, quietly. Other
-/// write errors (a full disk under `check > out.txt`) are dropped.
+/// this ends the process the way SIGPIPE ends any other tool, quietly. The
+/// first other write error (a full disk under `check > out.txt`) is kept
+/// for [`say_failed`], so that a cut report cannot pass for a whole one.
 pub fn say(args: fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_fmt(args)
-        && e.kind() == std::io::ErrorKind::BrokenPipe
-    {
+    let Err(e) = out.write_fmt(args) else {
+        return;
+    };
+    if e.kind() != std::io::ErrorKind::BrokenPipe {
+        let mut failed = SAY_FAILED.lock().unwrap_or_else(|e| e.into_inner());
+        failed.get_or_insert_with(|| e.to_string());
+    } else {
         // SAFETY: restoring the default action and raising the signal
         // touch no memory of ours; the process ends here.
         unsafe {
@@ -184,6 +189,17 @@ pub fn say(args: fmt::Arguments<'_>) {
         }
         std::process::exit(141); // 128 + SIGPIPE, if raise returned
     }
+}
+
+static SAY_FAILED: Mutex<Option<String>> = Mutex::new(None);
+
+/// The first error [`say`] met writing stdout, after a flush.
+pub fn say_failed() -> Option<String> {
+    if let Err(e) = std::io::stdout().flush() {
+        let mut failed = SAY_FAILED.lock().unwrap_or_else(|e| e.into_inner());
+        failed.get_or_insert_with(|| e.to_string());
+    }
+    SAY_FAILED.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// println! through [`say`].

@@ -433,6 +433,35 @@ fn check_piped_into_a_reader_that_leaves_ends_quietly() {
     );
 }
 
+#[test]
+fn check_into_a_full_disk_fails_and_says_so() {
+    let root = WebRoot::new("check-enospc");
+    root.write_site("echo:app", &root.outside_log(), "");
+    // The same site checks OK when its report can be written.
+    assert_ok(&root.check(&[], &[]), &[], "OK");
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full");
+    let mut cmd = Command::new(root.www.join("mysite.fcgi"));
+    server_env(&mut cmd)
+        .arg("check")
+        .current_dir(&root.www)
+        .stdin(std::process::Stdio::null())
+        .stdout(full)
+        .stderr(std::process::Stdio::piped());
+    let out = cmd.output().expect("run check");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "{}: what it printed could not be written in full: No space left on device (os \
+             error 28)\n",
+            root.www.join("mysite.fcgi").display()
+        )
+    );
+}
+
 /// A web root as a shared host has it: `<tmp>/www` holds mysite.fcgi and
 /// the shipped .htaccess; the app comes from tests/apps, outside it.
 struct WebRoot {
