@@ -4,8 +4,9 @@
 # What it is for: the old Django how-to's restart script, for setups where
 #   the web server connects to an app you start (apache-proxy-fcgi.conf,
 #   apache-mod-fastcgi.conf, lighttpd-socket.conf, nginx-spawn-fcgi.conf).
-#   It stops the running copy (if its pid file exists), then starts a new one
-#   listening on $SOCKET, with an empty environment apart from PYTHONPATH.
+#   It starts a new copy listening on $SOCKET, with an empty environment
+#   apart from PYTHONPATH, which replaces the running one (if any) without
+#   a moment with no socket.
 # Where it goes: anywhere you like, e.g. ~/bin/restart-mysite.sh; chmod 755.
 #   Run it after deploying new code (or just `touch mysite.fcgi`: the running
 #   shim reloads the app by itself), from cron @reboot, or from a systemd unit.
@@ -42,17 +43,13 @@ SOCKET="$PROJDIR/mysite.sock"
 UMASK=000
 
 cd $PROJDIR
-if [ -s $PIDFILE ]; then
-    PID=`cat -- $PIDFILE`
-    kill $PID
-    rm -f -- $PIDFILE
-    # No wait: the old copy removes the socket file at once and finishes
-    # its requests in flight (3 s at most) on the socket it holds, while the
-    # new one below binds a new file at once; requests wait in its queue
-    # while it imports the app. (-s: a pidfile that root made in /run is
-    # emptied, not removed, at a stop.)
-fi
-
+# No kill first: started with the socket and pid file of the copy that runs,
+# the new copy binds a socket beside it and imports the app, and only then
+# moves its socket over the old one's path and tells the old copy to stop
+# (which finishes its requests in flight, 3 s at most, on the socket it
+# holds). So no request finds no socket, and a new copy that cannot start
+# (the app does not import) says why and leaves the old one serving. After
+# changing SOCKET, stop the old copy first yourself: kill `cat $PIDFILE`.
 exec /usr/bin/env - \
   PYTHONPATH="../python:.." \
   ./mysite.fcgi runfcgi socket=$SOCKET pidfile=$PIDFILE umask=$UMASK

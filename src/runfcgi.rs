@@ -257,7 +257,11 @@ examples:
 
 Stop it with Ctrl-C in the foreground, or kill `cat PIDFILE`. Touching
 site.toml (or this program) reloads the app; replacing this program with `mv`
-restarts the server on the new binary without closing the socket.
+restarts the server on the new binary without closing the socket. Started
+again with the socket= and pidfile= of a server that runs, a new server takes
+its place once it is ready (its socket moved over the old one's path, the
+old server told to stop): no request finds no socket, and a start that fails
+leaves the old server serving.
 "
     ));
     s
@@ -610,6 +614,32 @@ impl Listener {
         }
     }
 
+    /// A restart's socket goes live: the new socket, bound beside the old
+    /// one's path, is renamed over it (atomically: each connection finds
+    /// one server or the other, never no socket), and the old server is
+    /// told to stop. It finishes what it has queued, and leaves the path
+    /// alone since it no longer names its socket.
+    fn take_over(&mut self, path: &Path, old: libc::pid_t) -> Result<(), String> {
+        let Bind::Unix(staged) = &self.bind else {
+            return Ok(());
+        };
+        fs::rename(staged, path).map_err(|e| {
+            format!(
+                "cannot move the new socket {} over {}: {e}",
+                staged.display(),
+                path.display()
+            )
+        })?;
+        self.bind = Bind::Unix(path.to_path_buf());
+        // SAFETY: kill(2) of the server the pidfile named and that listened.
+        unsafe { libc::kill(old, libc::SIGTERM) };
+        crate::info!(
+            "runfcgi: took over {} from pid {old}, told to stop",
+            path.display()
+        );
+        Ok(())
+    }
+
     fn remove_file(&self) {
         let (Bind::Unix(path), Some(id)) = (&self.bind, self.file) else {
             return;
@@ -749,6 +779,49 @@ fn probe(path: &Path, addr: &libc::sockaddr_un, len: libc::socklen_t) -> Probe {
         Some(libc::ENOENT) => Probe::Absent,
         _ => Probe::Failed(e),
     }
+}
+
+/// Does process `pid` hold a socket listening on the unix socket `path`?
+/// /proc/net/unix names each listening socket's path and inode, and
+/// /proc/PID/fd links to `socket:[INODE]`. (Not the pid that called
+/// listen(2), SO_PEERCRED's: a daemon listens before it forks.)
+fn listens_on(pid: libc::pid_t, path: &Path) -> bool {
+    let Ok(table) = fs::read_to_string("/proc/net/unix") else {
+        return false;
+    };
+    let tail = format!(" {}", path.display());
+    let inodes: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .filter(|l| l.ends_with(&tail))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // Flags __SO_ACCEPTCON: listening.
+            (f.get(3) == Some(&"00010000"))
+                .then(|| f.get(6).copied())
+                .flatten()
+        })
+        .collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(|e| e.ok().and_then(|e| fs::read_link(e.path()).ok()))
+        .any(|link| {
+            let link = link.to_string_lossy();
+            link.strip_prefix("socket:[")
+                .and_then(|r| r.strip_suffix(']'))
+                .is_some_and(|n| inodes.contains(&n))
+        })
+}
+
+/// A restart: `pidfile` names the server that listens on `path`, which
+/// this one then replaces ([`Listener::take_over`]).
+fn restarting(path: &Path, pidfile: &Path) -> Option<libc::pid_t> {
+    let named: libc::pid_t = fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
+    (named != sys::getpid() as libc::pid_t && listens_on(named, path)).then_some(named)
 }
 
 fn bind_unix(path: &Path) -> Result<(OwnedFd, (u64, u64)), String> {
@@ -1157,11 +1230,33 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
         // SAFETY: umask has no memory effects.
         unsafe { libc::umask(mask as libc::mode_t) };
     }
-    let (listener, retiring) = match inherited {
+    // Started again with the socket= and pidfile= of a running server (a
+    // restart): the new socket is bound beside the old one's path and takes
+    // its place only once this server is ready, so that no connection
+    // finds no socket, and a start that fails leaves the old one serving.
+    let takeover = match (&opts.bind, &opts.pidfile, &inherited) {
+        (Bind::Unix(path), Some(pidfile), None) => restarting(path, pidfile).map(|old| {
+            let mut staged = path.clone().into_os_string();
+            staged.push(format!(".{}.new", sys::getpid()));
+            (path.clone(), PathBuf::from(staged), old)
+        }),
+        _ => None,
+    }
+    // A name too long for a unix socket: the old way (wait for the old
+    // server to go, then bind).
+    .filter(|(_, staged, _)| unix_addr(staged).is_ok());
+    let first_bind = match &takeover {
+        Some((_, staged, _)) => Bind::Unix(staged.clone()),
+        None => opts.bind.clone(),
+    };
+    let (mut listener, retiring) = match inherited {
         Some(i) => i,
-        None => match bind(&opts.bind) {
+        None => match bind(&first_bind) {
             Ok(l) => {
-                note_socket_mode(prog, &l, opts.umask.is_some());
+                // (A restart's socket is the old one's again.)
+                if takeover.is_none() {
+                    note_socket_mode(prog, &l, opts.umask.is_some());
+                }
                 (l, Vec::new())
             }
             Err(msg) => {
@@ -1202,7 +1297,11 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
         }
     }
     let mut ready = None;
-    if let Some(p) = opts.pidfile.as_deref().filter(|_| !reexecuting) {
+    if let Some(p) = opts
+        .pidfile
+        .as_deref()
+        .filter(|_| !reexecuting && takeover.is_none())
+    {
         warn_if_pidfile_taken(p);
     }
     if opts.daemonize && !reexecuting {
@@ -1232,6 +1331,14 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
         && let Err(e) = write_pidfile(p)
     {
         let msg = format!("pidfile={}: cannot write it: {e}", p.display());
+        crate::error!("{msg}");
+        ready.iter_mut().for_each(|r| r.failed(&msg));
+        listener.remove_file();
+        return 1;
+    }
+    if let Some((path, _, old)) = &takeover
+        && let Err(msg) = listener.take_over(path, *old)
+    {
         crate::error!("{msg}");
         ready.iter_mut().for_each(|r| r.failed(&msg));
         listener.remove_file();

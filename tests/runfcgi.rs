@@ -1153,6 +1153,85 @@ exec /usr/bin/env - \
     }
 }
 
+/// Started again with the socket= and pidfile= of a running daemon, with
+/// nothing stopped first: the new server takes the socket over once it is
+/// ready (rename over the old one's path) and stops the old one, so that
+/// requests sent back to back all the while get answers, the one in flight
+/// included. A start that fails leaves the old server serving.
+#[test]
+fn starting_again_with_the_same_socket_and_pidfile_takes_over_without_a_failed_request() {
+    for method in ["method=prefork", "method=threaded"] {
+        let site = Site::new("takeover");
+        let sock = format!("socket={}", site.sock().display());
+        let start = |args: &[&str]| {
+            let mut all = vec![method, sock.as_str(), "pidfile=site.pid"];
+            all.extend_from_slice(args);
+            site.run(&all)
+        };
+        let out = start(&[]);
+        assert!(out.status.success(), "{method}: {}", out.all_text());
+        let first = site.read_pidfile("site.pid");
+        let addr = site.unix();
+        site.wait_serving(&addr);
+
+        // A start that cannot work: the first server keeps the socket.
+        let out = start(&["workdir=/nonexistent-runfcgi-dir"]);
+        assert_eq!(out.status.code(), Some(1), "{method}: {}", out.all_text());
+        assert_eq!(site.read_pidfile("site.pid"), first, "{method}");
+        assert!(
+            !process_gone(first),
+            "{method}: the failed start stopped it"
+        );
+        ident(&addr).unwrap_or_else(|e| panic!("{method}: after a failed start: {e}"));
+
+        let running = {
+            let addr = addr.clone();
+            thread::spawn(move || get(&addr, "inflight_long"))
+        };
+        assert!(
+            wait_until(Duration::from_secs(10), || inflight(&site) == 1),
+            "{method}: the request did not reach the app\n{}",
+            site.output()
+        );
+        let hammer = Hammer::start(&addr);
+        thread::sleep(Duration::from_millis(200));
+        let out = start(&[]);
+        assert!(out.status.success(), "{method}: {}", out.all_text());
+        let second = site.read_pidfile("site.pid");
+        assert_ne!(first, second, "{method}: not restarted");
+        assert!(
+            wait_until(Duration::from_secs(8), || process_gone(first)),
+            "{method}: the first server is still running\n{}",
+            site.output()
+        );
+        thread::sleep(Duration::from_millis(200));
+        let (n, failed, _) = hammer.finish();
+        assert!(
+            n > 0 && failed.is_empty(),
+            "{method}: {} of {n} failed: {failed:?}\n{}",
+            failed.len(),
+            site.output()
+        );
+        let r = running.join().expect("request thread");
+        assert_eq!(
+            r.as_deref().map(|b| b.split(' ').next()),
+            Ok(Some("v1")),
+            "{method}: the request in flight failed\n{}",
+            site.output()
+        );
+        assert_eq!(site.read_pidfile("site.pid"), second, "{method}");
+        let left: Vec<_> = fs::read_dir(site.path())
+            .expect("site folder")
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .filter(|n| n.ends_with(".new"))
+            .collect();
+        assert!(left.is_empty(), "{method}: staged sockets left: {left:?}");
+        signal(second, libc::SIGTERM);
+        site.assert_all_gone(Duration::from_secs(8));
+        assert!(!site.sock().exists() && !site.dir.join("site.pid").exists());
+    }
+}
+
 /// Regression: `method=threaded` accepted every TCP peer, whatever
 /// FCGI_WEB_SERVER_ADDRS said (prefork refused them).
 #[test]
