@@ -604,13 +604,16 @@ struct Listener {
     /// (dev, ino) of the socket file we created: removed at stop only if the
     /// path still names it (a restarted server may have bound its own).
     file: Option<(u64, u64)>,
+    /// A restart's socket, bound beside the old one's path: that path, which
+    /// it takes over once ready ([`Listener::take_over`]).
+    takes_over: Option<PathBuf>,
 }
 
 impl Listener {
     fn describe(&self) -> String {
-        match &self.bind {
-            Bind::Unix(p) => format!("unix socket {}", p.display()),
-            Bind::Tcp(a) => format!("{a}"),
+        match (&self.bind, &self.takes_over) {
+            (_, Some(p)) | (Bind::Unix(p), None) => format!("unix socket {}", p.display()),
+            (Bind::Tcp(a), None) => format!("{a}"),
         }
     }
 
@@ -631,6 +634,7 @@ impl Listener {
             )
         })?;
         self.bind = Bind::Unix(path.to_path_buf());
+        self.takes_over = None;
         // SAFETY: kill(2) of the server the pidfile named and that listened.
         unsafe { libc::kill(old, libc::SIGTERM) };
         crate::info!(
@@ -673,6 +677,7 @@ fn bind(b: &Bind) -> Result<Listener, String> {
         fd,
         bind: b.clone(),
         file,
+        takes_over: None,
     })
 }
 
@@ -909,6 +914,7 @@ fn inherited(opts: &Options) -> Result<Option<(Listener, Vec<libc::pid_t>)>, Str
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
             bind: opts.bind.clone(),
             file: (ino != 0).then_some((dev, ino)),
+            takes_over: None,
         },
         children,
     )))
@@ -1252,10 +1258,10 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
     let (mut listener, retiring) = match inherited {
         Some(i) => i,
         None => match bind(&first_bind) {
-            Ok(l) => {
-                // (A restart's socket is the old one's again.)
-                if takeover.is_none() {
-                    note_socket_mode(prog, &l, opts.umask.is_some());
+            Ok(mut l) => {
+                match &takeover {
+                    Some((path, _, _)) => l.takes_over = Some(path.clone()),
+                    None => note_socket_mode(prog, &l, opts.umask.is_some()),
                 }
                 (l, Vec::new())
             }
