@@ -260,8 +260,8 @@ site.toml (or this program) reloads the app; replacing this program with `mv`
 restarts the server on the new binary without closing the socket. Started
 again with the socket= and pidfile= of a server that runs, a new server takes
 its place once it is ready (its socket moved over the old one's path, the
-old server told to stop): no request finds no socket, and a start that fails
-leaves the old server serving.
+old server told to stop): no request finds no socket, and a daemon that
+cannot import the app leaves the old server serving.
 "
     ));
     s
@@ -791,14 +791,27 @@ fn probe(path: &Path, addr: &libc::sockaddr_un, len: libc::socklen_t) -> Probe {
 /// /proc/PID/fd links to `socket:[INODE]`. (Not the pid that called
 /// listen(2), SO_PEERCRED's: a daemon listens before it forks.)
 fn listens_on(pid: libc::pid_t, path: &Path) -> bool {
-    let Ok(table) = fs::read_to_string("/proc/net/unix") else {
+    let Ok(table) = fs::read("/proc/net/unix") else {
         return false;
     };
-    let tail = format!(" {}", path.display());
+    let table = String::from_utf8_lossy(&table);
+    // The name a socket was bound with stays in the table: a server that
+    // took over is listed under its staged name, PATH.<pid>.new.
+    let shown = format!(" {}", path.display());
+    let named = |l: &str| {
+        l.rfind(&shown).is_some_and(|at| {
+            let rest = &l[at + shown.len()..];
+            rest.is_empty()
+                || rest
+                    .strip_prefix('.')
+                    .and_then(|r| r.strip_suffix(".new"))
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+    };
     let inodes: Vec<&str> = table
         .lines()
         .skip(1)
-        .filter(|l| l.ends_with(&tail))
+        .filter(|l| named(l))
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             // Flags __SO_ACCEPTCON: listening.
@@ -824,9 +837,16 @@ fn listens_on(pid: libc::pid_t, path: &Path) -> bool {
 
 /// A restart: `pidfile` names the server that listens on `path`, which
 /// this one then replaces ([`Listener::take_over`]).
+/// Not when the path answers no one (the old server, told to stop by a
+/// kill-then-start script, already removed it): then binding the path at
+/// once, as before, leaves no moment without a socket.
 fn restarting(path: &Path, pidfile: &Path) -> Option<libc::pid_t> {
     let named: libc::pid_t = fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
-    (named != sys::getpid() as libc::pid_t && listens_on(named, path)).then_some(named)
+    let (addr, len) = unix_addr(path).ok()?;
+    (named != sys::getpid() as libc::pid_t
+        && matches!(probe(path, &addr, len), Probe::Live)
+        && listens_on(named, path))
+    .then_some(named)
 }
 
 fn bind_unix(path: &Path) -> Result<(OwnedFd, (u64, u64)), String> {
@@ -1333,15 +1353,8 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
             return 1;
         }
     }
-    if let Some(p) = &opts.pidfile
-        && let Err(e) = write_pidfile(p)
-    {
-        let msg = format!("pidfile={}: cannot write it: {e}", p.display());
-        crate::error!("{msg}");
-        ready.iter_mut().for_each(|r| r.failed(&msg));
-        listener.remove_file();
-        return 1;
-    }
+    // A restart's socket goes live first: a failure to move it leaves the
+    // old server serving and still named by the pidfile.
     if let Some((path, _, old)) = &takeover
         && let Err(msg) = listener.take_over(path, *old)
     {
@@ -1349,6 +1362,20 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
         ready.iter_mut().for_each(|r| r.failed(&msg));
         listener.remove_file();
         return 1;
+    }
+    if let Some(p) = &opts.pidfile
+        && let Err(e) = write_pidfile(p)
+    {
+        let msg = format!("pidfile={}: cannot write it: {e}", p.display());
+        if takeover.is_some() {
+            // The old server is stopping: serving on beats leaving no one.
+            crate::error!("{msg}; serving on without it");
+        } else {
+            crate::error!("{msg}");
+            ready.iter_mut().for_each(|r| r.failed(&msg));
+            listener.remove_file();
+            return 1;
+        }
     }
     match &mut ready {
         Some(pipe) => pipe.ready(),

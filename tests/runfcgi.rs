@@ -1177,6 +1177,11 @@ fn starting_again_with_the_same_socket_and_pidfile_takes_over_without_a_failed_r
         // A start that cannot work: the first server keeps the socket.
         let out = start(&["workdir=/nonexistent-runfcgi-dir"]);
         assert_eq!(out.status.code(), Some(1), "{method}: {}", out.all_text());
+        assert!(
+            out.all_text().contains("workdir=/nonexistent-runfcgi-dir"),
+            "{method}: {}",
+            out.all_text()
+        );
         assert_eq!(site.read_pidfile("site.pid"), first, "{method}");
         assert!(
             !process_gone(first),
@@ -1220,6 +1225,19 @@ fn starting_again_with_the_same_socket_and_pidfile_takes_over_without_a_failed_r
             site.output()
         );
         assert_eq!(site.read_pidfile("site.pid"), second, "{method}");
+        // And again: a server that took over is listed under its staged
+        // name in /proc/net/unix, and is taken over all the same.
+        let out = start(&[]);
+        assert!(out.status.success(), "{method}: {}", out.all_text());
+        let third = site.read_pidfile("site.pid");
+        assert_ne!(second, third, "{method}: not restarted a second time");
+        assert!(
+            wait_until(Duration::from_secs(8), || process_gone(second)),
+            "{method}: the second server is still running\n{}",
+            site.output()
+        );
+        ident(&addr).unwrap_or_else(|e| panic!("{method}: after the third start: {e}"));
+        let second = third;
         let left: Vec<_> = fs::read_dir(site.path())
             .expect("site folder")
             .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
