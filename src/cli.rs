@@ -160,6 +160,22 @@ pub enum Program {
     Broken(String),
 }
 
+impl Program {
+    /// What the file is, as said of it in check's report and init's steps
+    /// ("X is ..."); None when it is this program, or nothing is there.
+    pub fn what(&self) -> Option<Cow<'_, str>> {
+        Some(match self {
+            Program::Same | Program::Missing => return None,
+            Program::Flup => "a Python script (the old flup mysite.fcgi?)".into(),
+            Program::Script => "a script".into(),
+            Program::OtherBuild => "another build of fcgi-shim".into(),
+            Program::Other => "another program".into(),
+            Program::Folder => "a folder".into(),
+            Program::Broken(what) => what.as_str().into(),
+        })
+    }
+}
+
 pub fn program_at(path: &Path, by: &Path) -> Program {
     let Ok(link) = path.symlink_metadata() else {
         return Program::Missing;
@@ -389,38 +405,34 @@ fn check(script: PathBuf, by: Option<&Path>, args: &[String]) -> i32 {
             );
             let (x, install) = (script.display(), install_command(by, &script));
             let name = script.file_name().unwrap_or_default().to_string_lossy();
-            match program {
-                Program::Same => {}
-                Program::Missing => r.problem(format!(
+            let rename = if matches!(program, Program::Folder) {
+                "rename it, then "
+            } else {
+                ""
+            };
+            match (&program, program.what()) {
+                (Program::Missing, _) => r.problem(format!(
                     "{x} is not there: the web server has nothing to run for this site (its \
                      .htaccess is there); put this program there: {install}"
                 )),
-                Program::Flup => r.warning(format!(
-                    "{x} is a Python script (the old flup mysite.fcgi?), not fcgi-shim: the web \
-                     server runs that, not what this checks; to serve the site with fcgi-shim: \
-                     {install}"
-                )),
-                Program::Script => r.warning(format!(
-                    "{x} is a script, not fcgi-shim: the web server runs it, and what it runs \
+                (_, None) => {}
+                (Program::Script, Some(what)) => r.warning(format!(
+                    "{x} is {what}, not fcgi-shim: the web server runs it, and what it runs \
                      may not be what this checks; if it should be fcgi-shim: {install}"
                 )),
-                Program::OtherBuild => r.warning(format!(
-                    "{x} is another build of fcgi-shim than {}: the web server runs the first, \
-                     so what it does may differ from this check; run ./{name} check to check \
-                     it, or update it: {install}",
+                (Program::OtherBuild, Some(what)) => r.warning(format!(
+                    "{x} is {what} than {}: the web server runs the first, so what it does may \
+                     differ from this check; run ./{name} check to check it, or update it: \
+                     {install}",
                     by.display()
                 )),
-                Program::Other => r.warning(format!(
-                    "{x} is not fcgi-shim: the web server runs that program, not what this \
+                (Program::Folder | Program::Broken(_), Some(what)) => r.problem(format!(
+                    "{x} is {what}: the web server cannot run it; {rename}put this program \
+                     there: {install}"
+                )),
+                (_, Some(what)) => r.warning(format!(
+                    "{x} is {what}, not fcgi-shim: the web server runs that, not what this \
                      checks; to serve the site with fcgi-shim: {install}"
-                )),
-                Program::Folder => r.problem(format!(
-                    "{x} is a folder: the web server cannot run it; rename it, then put this \
-                     program there: {install}"
-                )),
-                Program::Broken(what) => r.problem(format!(
-                    "{x} is {what}: the web server cannot run it; put this program there: \
-                     {install}"
                 )),
             }
         }
@@ -532,8 +544,7 @@ fn server_python(r: &mut Report, site: &Site, here: &Path) {
 
 /// The report of an app that did not load: the interpreter's version and
 /// sys.path as the worker had them, the app's output, and the traceback,
-/// all on stdout.
-/// The import failed; `touch` (a .fcgi file or site.toml) is what makes the
+/// all on stdout; `touch` (a .fcgi file or site.toml) is what makes the
 /// running site load the fixed code.
 fn import_failed(r: &mut Report, site: &Site, touch: &Path, e: &StartError) {
     if let StartError::Import { traceback, facts } = e {

@@ -199,21 +199,16 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
     // The step that puts this program where the .htaccess sends requests,
     // unless it is there already.
     let install = crate::cli::install_command(script, &exe);
-    let copy = match crate::cli::program_at(&exe, script) {
-        Program::Same => None,
-        Program::Missing => Some(format!("put this binary there: {install}")),
-        Program::Folder => Some(format!(
-            "{} is a folder: rename it, then put this binary there: {install}",
+    let program = crate::cli::program_at(&exe, script);
+    let copy = match (&program, program.what()) {
+        (Program::Missing, _) => Some(format!("put this binary there: {install}")),
+        (_, None) => None,
+        (Program::Folder, Some(what)) => Some(format!(
+            "{} is {what}: rename it, then put this binary there: {install}",
             exe.display()
         )),
-        Program::Broken(what) => Some(format!("{} is {what}: {install}", exe.display())),
-        Program::Flup => Some(format!(
-            "{} is a Python script (the old flup mysite.fcgi?): put this binary in its \
-             place: {install}",
-            exe.display()
-        )),
-        _ => Some(format!(
-            "{} is another program: put this binary in its place: {install}",
+        (_, Some(what)) => Some(format!(
+            "{} is {what}: put this binary in its place: {install}",
             exe.display()
         )),
     };
