@@ -224,6 +224,16 @@ fn init_with_project_path_and_without_manage_py_says_so() {
     assert!(!tmp.join("site.toml").exists(), "wrote a site.toml anyway");
 }
 
+/// Fails unless the report says it checks `script`, from PATH, with `by`.
+fn assert_checked_by(out: &Output, script: &Path, by: &Path) {
+    let want = format!(
+        "executable        {} (checked by {}, run from PATH)",
+        script.display(),
+        by.display()
+    );
+    assert_line(out, &want);
+}
+
 /// `fcgi-shim check`, by its name from PATH, in the folder `dir`.
 fn check_from_path(bin: &Path, dir: &Path) -> Output {
     run(
@@ -235,21 +245,13 @@ fn check_from_path(bin: &Path, dir: &Path) -> Output {
 
 #[test]
 fn check_run_from_path_checks_the_site_of_the_current_directory() {
-    let root = WebRoot::new("check-from-path");
-    root.write_site("echo:app", &root.outside_log(), "");
+    let root = WebRoot::echo("check-from-path");
     let bin = root.tmp.join("bin");
     let by = bin.join("fcgi-shim");
     let script = root.www.join("mysite.fcgi");
     let out = check_from_path(&bin, &root.www);
     assert_ok(&out, &[], "OK");
-    assert_line(
-        &out,
-        &format!(
-            "executable        {} (checked by {}, run from PATH)",
-            script.display(),
-            by.display()
-        ),
-    );
+    assert_checked_by(&out, &script, &by);
     assert_line(
         &out,
         &format!("site.toml         {}", root.site().display()),
@@ -304,6 +306,29 @@ fn check_run_from_path_checks_the_site_of_the_current_directory() {
     // Several .fcgi files: mysite.fcgi among them, else the one that is
     // this program, else which one is meant cannot be told.
     fs::remove_file(&script).expect("rm the symlink");
+
+    // Nothing there, in a folder that has its .htaccess: a web root
+    // missing its executable. A folder of that name: nothing to run either.
+    let out = check_from_path(&bin, &root.www);
+    assert_eq!(out.status.code(), Some(1), "{}", out.all_text());
+    assert_line(
+        &out,
+        &format!(
+            "PROBLEM           {x} is not there: the web server has nothing to run for this \
+             site (its .htaccess is there); put this program there: {install}"
+        ),
+    );
+    fs::create_dir(&script).expect("mkdir mysite.fcgi");
+    let out = check_from_path(&bin, &root.www);
+    assert_eq!(out.status.code(), Some(1), "{}", out.all_text());
+    assert_line(
+        &out,
+        &format!(
+            "PROBLEM           {x} is a folder: the web server cannot run it; rename it, then \
+             put this program there: {install}"
+        ),
+    );
+    fs::remove_dir(&script).expect("rmdir mysite.fcgi");
     fs::write(root.www.join("a.fcgi"), "").expect("a.fcgi");
     fs::write(root.www.join("b.fcgi"), "").expect("b.fcgi");
     let out = check_from_path(&bin, &root.www);
@@ -327,25 +352,11 @@ fn check_run_from_path_checks_the_site_of_the_current_directory() {
         root.www.join(".htaccess").display()
     );
     assert_ok(&out, &[misrouted], "OK (1 warning)");
-    assert_line(
-        &out,
-        &format!(
-            "executable        {} (checked by {}, run from PATH)",
-            root.www.join("b.fcgi").display(),
-            by.display()
-        ),
-    );
+    assert_checked_by(&out, &root.www.join("b.fcgi"), &by);
     fs::hard_link(BIN, &script).expect("ln mysite.fcgi");
     let out = check_from_path(&bin, &root.www);
     assert_ok(&out, &[], "OK");
-    assert_line(
-        &out,
-        &format!(
-            "executable        {} (checked by {}, run from PATH)",
-            script.display(),
-            by.display()
-        ),
-    );
+    assert_checked_by(&out, &script, &by);
 }
 
 /// A runfcgi site's folder (site.toml beside manage.py, no .fcgi file, no
@@ -405,8 +416,7 @@ fn check_run_from_path_in_a_runfcgi_project_folder_skips_the_web_root_checks() {
 
 #[test]
 fn check_piped_into_a_reader_that_leaves_ends_quietly() {
-    let root = WebRoot::new("check-epipe");
-    root.write_site("echo:app", &root.outside_log(), "");
+    let root = WebRoot::echo("check-epipe");
     // `check | head -0`: the reader has gone before the first line.
     let (reader, writer) = std::io::pipe().expect("pipe");
     drop(reader);
@@ -435,8 +445,7 @@ fn check_piped_into_a_reader_that_leaves_ends_quietly() {
 
 #[test]
 fn check_into_a_full_disk_fails_and_says_so() {
-    let root = WebRoot::new("check-enospc");
-    root.write_site("echo:app", &root.outside_log(), "");
+    let root = WebRoot::echo("check-enospc");
     // The same site checks OK when its report can be written.
     assert_ok(&root.check(&[], &[]), &[], "OK");
     let full = fs::OpenOptions::new()
@@ -488,6 +497,14 @@ impl WebRoot {
         let shipped = shipped_htaccess("auto.htaccess");
         fs::copy(shipped, www.join(".htaccess")).expect("copy auto.htaccess");
         WebRoot { tmp, www }
+    }
+
+    /// A web root whose site.toml serves tests/apps' echo app, logging
+    /// outside the web root, with nothing else set.
+    fn echo(tag: &str) -> WebRoot {
+        let root = WebRoot::new(tag);
+        root.write_site("echo:app", &root.outside_log(), "");
+        root
     }
 
     fn site(&self) -> std::path::PathBuf {
@@ -579,8 +596,7 @@ fn assert_ok(out: &Output, want: &[String], verdict: &str) {
 
 #[test]
 fn check_clean_web_root_is_ok_with_no_warning_and_shows_the_defaults() {
-    let root = WebRoot::new("check-clean");
-    root.write_site("echo:app", &root.outside_log(), "");
+    let root = WebRoot::echo("check-clean");
     let out = root.check(&[], &[]);
     assert_ok(&out, &[], "OK");
     for want in [
@@ -760,8 +776,7 @@ fn site_toml_exposed(root: &WebRoot) -> String {
 
 #[test]
 fn check_htaccess_that_names_site_toml_only_in_a_comment_warns() {
-    let root = WebRoot::new("check-ht-comment");
-    root.write_site("echo:app", &root.outside_log(), "");
+    let root = WebRoot::echo("check-ht-comment");
     // The old check passed this: ".toml" is in the text.
     fs::write(
         root.www.join(".htaccess"),
@@ -778,8 +793,7 @@ fn check_htaccess_that_names_site_toml_only_in_a_comment_warns() {
 
 #[test]
 fn check_recognises_apache_24_and_22_deny_rules_for_site_toml() {
-    let root = WebRoot::new("check-ht-deny");
-    root.write_site("echo:app", &root.outside_log(), "");
+    let root = WebRoot::echo("check-ht-deny");
     for htaccess in [
         // Apache 2.4.
         "<Files \"site.toml\">\n    Require all denied\n</Files>\n",
@@ -950,8 +964,7 @@ fn check_world_readable_site_toml_and_log_are_counted_warnings() {
 
 #[test]
 fn check_tells_the_mode_from_the_handlers_the_htaccess_names() {
-    let root = WebRoot::new("check-mode");
-    root.write_site("echo:app", &root.outside_log(), "");
+    let root = WebRoot::echo("check-mode");
     let shipped =
         |name: &str| fs::read_to_string(shipped_htaccess(name)).expect("shipped .htaccess");
     let rows = [
@@ -1050,8 +1063,7 @@ fn check_on_a_python_older_than_3_8_names_it_and_the_version_needed() {
 
 #[test]
 fn check_warns_when_the_web_servers_path_gives_another_python() {
-    let root = WebRoot::new("check-path-python");
-    root.write_site("echo:app", &root.outside_log(), "");
+    let root = WebRoot::echo("check-path-python");
     // python = "python3" (bare), found first in a folder of this shell's
     // PATH that a web server's PATH does not have: as a virtualenv's bin.
     let bin = root.tmp.join("venv-bin");
@@ -1133,8 +1145,7 @@ fn check_warns_of_a_site_toml_key_written_below_env() {
 #[test]
 fn check_warns_of_modes_with_which_apache_will_not_run_the_site() {
     use std::os::unix::fs::PermissionsExt;
-    let root = WebRoot::new("check-modes");
-    root.write_site("echo:app", &root.outside_log(), "");
+    let root = WebRoot::echo("check-modes");
     let chmod = |p: &Path, mode: u32| {
         fs::set_permissions(p, fs::Permissions::from_mode(mode)).expect("chmod")
     };
@@ -1218,8 +1229,7 @@ fn check_warns_of_modes_with_which_apache_will_not_run_the_site() {
 
 #[test]
 fn check_warns_when_the_htaccess_rewrites_to_another_fcgi_file() {
-    let root = WebRoot::new("check-renamed");
-    root.write_site("echo:app", &root.outside_log(), "");
+    let root = WebRoot::echo("check-renamed");
     // The shipped .htaccess (it says mysite.fcgi) beside a binary renamed.
     let app = root.www.join("app.fcgi");
     fs::rename(root.www.join("mysite.fcgi"), &app).expect("rename");
@@ -1238,8 +1248,7 @@ fn check_warns_when_the_htaccess_rewrites_to_another_fcgi_file() {
 
 #[test]
 fn check_path_with_a_query_string_reaches_the_app_as_a_web_server_sends_it() {
-    let root = WebRoot::new("check-query");
-    root.write_site("echo:app", &root.outside_log(), "");
+    let root = WebRoot::echo("check-query");
     let out = root.check(&["/caf%C3%A9/environ?q=x&y=2"], &[]);
     for want in [
         "GET /caf%C3%A9/environ?q=x&y=2 200 OK",
@@ -1253,8 +1262,7 @@ fn check_path_with_a_query_string_reaches_the_app_as_a_web_server_sends_it() {
 
 #[test]
 fn check_warns_of_htaccess_lines_that_stop_every_page() {
-    let root = WebRoot::new("check-stoppers");
-    root.write_site("echo:app", &root.outside_log(), "");
+    let root = WebRoot::echo("check-stoppers");
     let htaccess = root.www.join(".htaccess");
     let auto = fs::read_to_string(&htaccess).expect("auto.htaccess");
     let ht = htaccess.display().to_string();
@@ -1385,8 +1393,7 @@ fn check_warns_when_env_overrides_settings_module_and_names_fcgi_shim_site() {
 
 #[test]
 fn check_does_not_count_deny_rules_that_apache_24_skips() {
-    let root = WebRoot::new("check-ht-skipped");
-    root.write_site("echo:app", &root.outside_log(), "");
+    let root = WebRoot::echo("check-ht-skipped");
     for htaccess in [
         // Apache 2.4 has mod_authz_core: the block is skipped.
         "AddHandler fcgid-script .fcgi\n<IfModule !mod_authz_core.c>\n<Files site.toml>\nRequire all \

@@ -146,6 +146,8 @@ fn ident(addr: &Addr) -> Result<(String, i32, i32), String> {
     }
 }
 
+type InFlight = thread::JoinHandle<Result<String, String>>;
+
 fn wait_until(timeout: Duration, mut pred: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
@@ -310,6 +312,32 @@ impl Site {
         wait_until(Duration::from_secs(10), || {
             fs::metadata(format!("/proc/{pid}/exe")).is_ok_and(|m| m.ino() == ino)
         })
+    }
+
+    /// GET /inflight_long (2.5 s in the app) on a thread, once the app has
+    /// it: a request in flight across whatever comes next.
+    fn request_in_flight(&self, addr: &Addr, what: &str) -> InFlight {
+        let running = {
+            let addr = addr.clone();
+            thread::spawn(move || get(&addr, "inflight_long"))
+        };
+        assert!(
+            wait_until(Duration::from_secs(10), || inflight(self) == 1),
+            "{what}: the request did not reach the app\n{}",
+            self.output()
+        );
+        running
+    }
+
+    /// Fails unless the request in flight got the old app's (v1) answer.
+    fn assert_answered(&self, running: InFlight, what: &str) {
+        let r = running.join().expect("request thread");
+        assert_eq!(
+            r.as_deref().map(|b| b.split(' ').next()),
+            Ok(Some("v1")),
+            "{what}: the request in flight failed\n{}",
+            self.output()
+        );
     }
 
     /// The pid of foreground child `i`.
@@ -1117,26 +1145,12 @@ exec /usr/bin/env - \
         // PATH included, was needed to find python).
         assert_eq!(get(&addr, "pythonpath").as_deref(), Ok("../python:.."));
 
-        let running = {
-            let addr = addr.clone();
-            thread::spawn(move || get(&addr, "inflight_long"))
-        };
-        assert!(
-            wait_until(Duration::from_secs(10), || inflight(&site) == 1),
-            "{method}: the request did not reach the app\n{}",
-            site.output()
-        );
+        let running = site.request_in_flight(&addr, method);
         restart();
         let second = site.read_pidfile("mysite.pid");
         assert_ne!(first, second, "{method}: not restarted");
         ident(&addr).unwrap_or_else(|e| panic!("{method}: after restart: {e}\n{}", site.output()));
-        let r = running.join().expect("request thread");
-        assert_eq!(
-            r.as_deref().map(|b| b.split(' ').next()),
-            Ok(Some("v1")),
-            "{method}: the request in flight failed\n{}",
-            site.output()
-        );
+        site.assert_answered(running, method);
         assert!(
             wait_until(Duration::from_secs(8), || process_gone(first)),
             "{method}: the first server is still running"
@@ -1189,15 +1203,7 @@ fn starting_again_with_the_same_socket_and_pidfile_takes_over_without_a_failed_r
         );
         ident(&addr).unwrap_or_else(|e| panic!("{method}: after a failed start: {e}"));
 
-        let running = {
-            let addr = addr.clone();
-            thread::spawn(move || get(&addr, "inflight_long"))
-        };
-        assert!(
-            wait_until(Duration::from_secs(10), || inflight(&site) == 1),
-            "{method}: the request did not reach the app\n{}",
-            site.output()
-        );
+        let running = site.request_in_flight(&addr, method);
         let hammer = Hammer::start(&addr);
         thread::sleep(Duration::from_millis(200));
         let out = start(&[]);
@@ -1217,13 +1223,7 @@ fn starting_again_with_the_same_socket_and_pidfile_takes_over_without_a_failed_r
             failed.len(),
             site.output()
         );
-        let r = running.join().expect("request thread");
-        assert_eq!(
-            r.as_deref().map(|b| b.split(' ').next()),
-            Ok(Some("v1")),
-            "{method}: the request in flight failed\n{}",
-            site.output()
-        );
+        site.assert_answered(running, method);
         assert_eq!(site.read_pidfile("site.pid"), second, "{method}");
         // And again: a server that took over is listed under its staged
         // name in /proc/net/unix, and is taken over all the same.
@@ -1624,14 +1624,9 @@ fn debug_logs_one_line_per_request_and_no_traceback_to_the_client() {
 
 /// `fcgi-shim runfcgi` found on PATH, started in a folder holding
 /// site.toml (as `./manage.py runfcgi` in the project's folder).
-fn from_path(site: &Site, bindir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new("fcgi-shim");
-    let path = format!("{}:{SERVER_PATH}", bindir.display());
-    server_env(&mut cmd)
-        .env("PATH", path)
-        .arg("runfcgi")
-        .args(args)
-        .current_dir(site.path());
+fn runfcgi_from_path(site: &Site, bindir: &Path, args: &[&str]) -> Command {
+    let mut cmd = from_path(bindir);
+    cmd.arg("runfcgi").args(args).current_dir(site.path());
     cmd
 }
 
@@ -1657,7 +1652,7 @@ fn runfcgi_from_path_reads_site_toml_in_the_current_directory() {
     .expect("write");
     let bindir = install_on_path(&site);
     let sock = format!("socket={}", site.sock().display());
-    let mut cmd = from_path(&site, &bindir, &[&sock, "daemonize=false"]);
+    let mut cmd = runfcgi_from_path(&site, &bindir, &[&sock, "daemonize=false"]);
     cmd.stdin(Stdio::null())
         .stdout(fs::File::create(site.dir.join("stdout")).expect("stdout"))
         .stderr(fs::File::create(site.dir.join("stderr")).expect("stderr"));
@@ -1673,7 +1668,7 @@ fn runfcgi_from_path_reads_site_toml_in_the_current_directory() {
     )
     .expect("write");
     let out = run(
-        &mut from_path(&site, &bindir, &[&sock, "pidfile=p.pid"]),
+        &mut runfcgi_from_path(&site, &bindir, &[&sock, "pidfile=p.pid"]),
         Some(b""),
         Duration::from_secs(20),
     );
@@ -1705,7 +1700,7 @@ fn a_missing_or_broken_site_toml_fails_at_start_before_daemonizing() {
     };
     let run_path = || {
         run(
-            &mut from_path(&site, &bindir, &[&sock, "pidfile=p.pid"]),
+            &mut runfcgi_from_path(&site, &bindir, &[&sock, "pidfile=p.pid"]),
             Some(b""),
             Duration::from_secs(20),
         )
