@@ -16,6 +16,7 @@ use crate::bridge::{self, Fate, Outcome, Port, Summary, Transport};
 use crate::config::{self, Site};
 use crate::environ::{self, Param};
 use crate::sys::{self, Stamp};
+use crate::watch::Gate;
 use crate::worker::Worker;
 
 /// The buffers a request is prepared in. [`App`] keeps them from request
@@ -215,6 +216,8 @@ pub struct App {
     run_once: bool,
     stamps: Vec<(PathBuf, Option<Stamp>)>,
     script_stamp: Option<Stamp>,
+    /// Tells [`Self::changed`] when the stamps need comparing at all.
+    gate: Gate,
     /// May this process exec a replaced binary? Not in a runfcgi prefork
     /// child: its supervisor re-executes itself instead.
     pub reexec_allowed: bool,
@@ -240,7 +243,7 @@ impl App {
         let site_file = config::locate(&script);
         let site = config::load(&site_file);
         let mut app = App {
-            script_stamp: sys::stamp(&script),
+            script_stamp: None,
             script,
             site_file,
             site,
@@ -248,6 +251,7 @@ impl App {
             broken: None,
             run_once,
             stamps: Vec::new(),
+            gate: Gate::never(),
             reexec_allowed: true,
             process_max_requests: 0,
             threads: 1,
@@ -258,15 +262,29 @@ impl App {
             pair: Pair::new(!run_once),
         };
         app.apply_site();
-        app.stamps = app
-            .watched()
+        app.watch_and_stamp();
+        app.script_stamp = sys::stamp(&app.script);
+        app
+    }
+
+    /// Places the watches, then stamps the watched files: in that order, so
+    /// that a change in between is an event (watch.rs). The executable's
+    /// stamp is kept: [`Self::changed`] moves it, and a reload must not
+    /// forget a replacement seen only by the stamp.
+    fn watch_and_stamp(&mut self) {
+        let files = self.watched();
+        if !self.run_once {
+            let mut paths = files.clone();
+            paths.push(self.script.clone());
+            self.gate.arm(paths);
+        }
+        self.stamps = files
             .into_iter()
             .map(|p| {
                 let s = sys::stamp(&p);
                 (p, s)
             })
             .collect();
-        app
     }
 
     /// Acts on a freshly loaded config: log file, and the error if any.
@@ -475,7 +493,12 @@ impl App {
 
     /// Checks the watched files for a change (any change: a restored backup
     /// with an older mtime counts, FIELD_NOTES "Lifecycle and reload").
+    /// Stats only when the [`Gate`] saw an event that may have changed a
+    /// stamp (or cannot watch these paths).
     pub fn changed(&mut self) -> Change {
+        if !self.gate.must_check() {
+            return Change::None;
+        }
         let script_now = sys::stamp(&self.script);
         let script_changed = script_now != self.script_stamp;
         let mut files_changed = false;
@@ -522,14 +545,7 @@ impl App {
         if self.site.is_ok() {
             self.broken = None;
         }
-        self.stamps = self
-            .watched()
-            .into_iter()
-            .map(|p| {
-                let s = sys::stamp(&p);
-                (p, s)
-            })
-            .collect();
+        self.watch_and_stamp();
         if let Some(w) = self.worker.take() {
             w.stop(Duration::from_secs(1));
         }

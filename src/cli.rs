@@ -463,6 +463,7 @@ fn check(script: PathBuf, by: Option<&Path>, args: &[String]) -> i32 {
         }
     };
     show_site(&mut r, &site);
+    r.line("reloads", reloads(&script, &site_file, &site));
     log_file(&mut r, &site);
     permissions(&mut r, &site, &script, apache_runs_it);
     if web_root {
@@ -633,6 +634,22 @@ fn get(r: &mut Report, site: &Site, mut w: Worker, path: &str, host: &str) {
     }
     if outcome == crate::bridge::Outcome::Cut {
         r.problem("the app failed in the middle of the response");
+    }
+}
+
+/// How the running shim notices a touch (watch.rs): by inotify, or by a
+/// stat before every request where inotify could miss one.
+fn reloads(script: &Path, site_file: &Path, s: &Site) -> String {
+    let mut gate = crate::watch::Gate::never();
+    let mut paths = vec![site_file.to_path_buf()];
+    paths.extend(s.watch.iter().cloned());
+    paths.push(std::path::absolute(script).unwrap_or_else(|_| script.to_path_buf()));
+    gate.arm(paths);
+    match gate.off {
+        None => "a change is seen at the next request (inotify watches the files)".to_owned(),
+        Some(why) => format!(
+            "a change is seen at the next request (statted before each one: {why}, where inotify could miss a change)"
+        ),
     }
 }
 

@@ -9,7 +9,8 @@
 //!  CGI env + stdin  ----------> cgi.rs -------------------+   environ.rs   frame.rs   (pipes)  (the app)
 //!
 //!  beside the path: config.rs (site.toml), log.rs, signals.rs, worker.rs (the child
-//!  process), affinity.rs (the shim and its worker on one CPU), sys.rs (syscalls),
+//!  process), affinity.rs (the shim and its worker on one CPU), watch.rs (inotify:
+//!  when the reload check must stat), sys.rs (syscalls),
 //!  cli.rs (help, check), init.rs (init),
 //!  runfcgi.rs (the seed's external FastCGI server: prefork over fastcgi.rs,
 //!  threaded.rs for method=threaded)
@@ -39,4 +40,5 @@ pub mod runfcgi;
 pub mod signals;
 pub mod sys;
 pub mod threaded;
+pub mod watch;
 pub mod worker;

@@ -614,10 +614,30 @@ fn check_clean_web_root_is_ok_with_no_warning_and_shows_the_defaults() {
         "  pin_cpu         true (the shim and its worker share one CPU)",
         "  chdir           (not set: the app runs in site.toml's folder)",
         "GET /             200 OK",
+        "reloads           a change is seen at the next request (inotify watches the files)",
     ] {
         assert_line(&out, want);
     }
     assert!(out.stderr.is_empty(), "stderr: {}", out.all_text());
+}
+
+#[test]
+fn check_says_a_web_root_through_a_symbolic_link_is_statted_before_each_request() {
+    // public_html -> releases/3: inotify on the release would miss the
+    // link being swapped, so the shim stats; check says why.
+    let root = WebRoot::echo("check-symlinked");
+    let link = root.tmp.join("public_html");
+    std::os::unix::fs::symlink(&root.www, &link).expect("symlink");
+    let out = check_with(&link.join("mysite.fcgi"), &[], &[]);
+    assert!(out.status.success(), "{}", out.all_text());
+    assert_line(
+        &out,
+        &format!(
+            "reloads           a change is seen at the next request (statted before each one: \
+             {} is a symbolic link or not a directory, where inotify could miss a change)",
+            link.display()
+        ),
+    );
 }
 
 #[test]

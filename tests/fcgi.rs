@@ -665,6 +665,107 @@ fn site_toml_mtime_moving_backwards_also_reloads() {
     check_reload(&srv, &site, 1_000_000_000);
 }
 
+/// A release folder for the reload probe: site.toml (naming `home`, where
+/// the folder will be served from), value.txt and the module.
+fn release(at: &std::path::Path, home: &std::path::Path, value: &str) {
+    fs::create_dir_all(at).expect("mkdir release");
+    fs::write(at.join("value.txt"), value).expect("write value");
+    fs::write(at.join("reload_probe.py"), RELOAD_PROBE).expect("write module");
+    fs::write(at.join("site.toml"), site_toml(home, "reload_probe:app")).expect("write site");
+}
+
+/// The inodes the shim's inotify descriptors watch (/proc/PID/fdinfo).
+fn inotify_watched(pid: i32) -> Vec<u64> {
+    let mut inodes = Vec::new();
+    let fds = fs::read_dir(format!("/proc/{pid}/fd")).expect("list fds");
+    for fd in fds.flatten() {
+        let target = fs::read_link(fd.path()).unwrap_or_default();
+        if target.to_string_lossy() != "anon_inode:inotify" {
+            continue;
+        }
+        let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().display()))
+            .unwrap_or_default();
+        for line in info.lines().filter(|l| l.starts_with("inotify wd:")) {
+            let ino = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("ino:"))
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+                .unwrap_or_else(|| panic!("no inode in {line:?}"));
+            inodes.push(ino);
+        }
+    }
+    inodes
+}
+
+fn inode(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).expect("stat").ino()
+}
+
+#[test]
+fn a_site_folder_replaced_by_rename_reloads_the_app() {
+    // A deploy that moves the new release into place: site.toml is a new
+    // file at the same path, and so is everything beside it.
+    let dir = TempDir::new("folder-mv");
+    let www = dir.join("www");
+    release(&www, &www, "one");
+    let srv = Server::start_site(dir, &www.join("site.toml"));
+    let (v1, p1) = value_and_pid(&srv.get("x"));
+    assert_eq!(v1, "one");
+    // The reload check watches site.toml and the folders above it.
+    let watched = inotify_watched(srv.pid());
+    for p in [
+        www.join("site.toml"),
+        www.clone(),
+        srv.dir.path().to_path_buf(),
+    ] {
+        assert!(
+            watched.contains(&inode(&p)),
+            "{p:?} not watched: {watched:?}"
+        );
+    }
+    release(&srv.dir.join("www.new"), &www, "two");
+    fs::rename(&www, srv.dir.join("www.old")).expect("mv www away");
+    fs::rename(srv.dir.join("www.new"), &www).expect("mv the release in");
+    let (v2, p2) = value_and_pid(&srv.get("x"));
+    assert_eq!(v2, "two", "the next request must run the new release");
+    assert_ne!(p2, p1, "in a new worker");
+    // And the new site.toml is the one watched now.
+    set_mtime(
+        &www.join("site.toml"),
+        mtime_secs(&www.join("site.toml")) + 10,
+    );
+    let (_, p3) = value_and_pid(&srv.get("x"));
+    assert_ne!(p3, p2, "a touch of the new site.toml reloads too");
+    let (_, p4) = value_and_pid(&srv.get("x"));
+    assert_eq!(p4, p3, "and only once");
+}
+
+#[test]
+fn a_web_root_reached_through_a_swapped_symlink_reloads_the_app() {
+    // `ln -sfn release-2 current`: no event reaches a watch on release-1,
+    // so the shim stats such paths before every request.
+    let dir = TempDir::new("symlink-swap");
+    let current = dir.join("current");
+    release(&dir.join("release-1"), &current, "one");
+    release(&dir.join("release-2"), &current, "two");
+    std::os::unix::fs::symlink("release-1", &current).expect("symlink");
+    let srv = Server::start_site(dir, &current.join("site.toml"));
+    let (v1, p1) = value_and_pid(&srv.get("x"));
+    assert_eq!(v1, "one");
+    assert!(
+        !inotify_watched(srv.pid()).contains(&inode(&current.join("site.toml"))),
+        "a path through a symbolic link is not left to inotify"
+    );
+    let (_, p1b) = value_and_pid(&srv.get("x"));
+    assert_eq!(p1b, p1, "no reload without a change");
+    std::os::unix::fs::symlink("release-2", srv.dir.join("next")).expect("symlink");
+    fs::rename(srv.dir.join("next"), &current).expect("swap the link");
+    let (v2, p2) = value_and_pid(&srv.get("x"));
+    assert_eq!(v2, "two", "the next request must run release-2");
+    assert_ne!(p2, p1);
+}
+
 /// A log line about an exit with status 7 ("exited with status 7",
 /// "exit code 7", "exit status=7"...).
 fn mentions_exit_7(log: &str) -> bool {

@@ -176,13 +176,24 @@ impl Server {
     /// `(fd, at)` is open as `at` in the shim (no CLOEXEC), as a careless
     /// web server's spawner leaves them.
     pub fn start_in_with(dir: TempDir, inherited: &[(i32, i32)]) -> Server {
+        let site = dir.join("site.toml");
+        Server::spawn(dir, &site, inherited)
+    }
+
+    /// As [`Server::start_in`], with site.toml at `site` (FCGI_SHIM_SITE)
+    /// instead of in `dir`.
+    pub fn start_site(dir: TempDir, site: &Path) -> Server {
+        Server::spawn(dir, site, &[])
+    }
+
+    fn spawn(dir: TempDir, site: &Path, inherited: &[(i32, i32)]) -> Server {
         let inherited = inherited.to_vec();
         let sock = dir.join("fcgi.sock");
         let listener = UnixListener::bind(&sock).expect("bind unix socket");
         let fd = listener.as_raw_fd();
         let mut cmd = Command::new(BIN);
         server_env(&mut cmd)
-            .env("FCGI_SHIM_SITE", dir.join("site.toml"))
+            .env("FCGI_SHIM_SITE", site)
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(File::create(dir.join("stdout")).expect("create stdout file"))
