@@ -849,6 +849,56 @@ fn restarting(path: &Path, pidfile: &Path) -> Option<libc::pid_t> {
     .then_some(named)
 }
 
+/// Locks the pidfile that is there now (flock, which daemonize's fork
+/// keeps: the lock goes with the open file). None without a pidfile: a
+/// first start takes over from no one.
+fn lock_pidfile(path: &Path) -> Result<Option<fs::File>, String> {
+    let lock = |f: &fs::File, op| {
+        // SAFETY: flock on a descriptor we own; no memory effects.
+        if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    loop {
+        let Ok(f) = fs::File::open(path) else {
+            return Ok(None);
+        };
+        match lock(&f, libc::LOCK_EX | libc::LOCK_NB) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => {
+                crate::info!(
+                    "runfcgi: another start with pidfile={} is under way; waiting for it",
+                    path.display()
+                );
+                loop {
+                    match lock(&f, libc::LOCK_EX) {
+                        Ok(()) => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                            if signals::stop_requested().is_some() {
+                                return Err(format!(
+                                    "stopped while waiting for another start with pidfile={}",
+                                    path.display()
+                                ));
+                            }
+                        }
+                        Err(_) => return Ok(None), // as below
+                    }
+                }
+            }
+            // A file system without flock (some NFS): unguarded, as before.
+            Err(_) => return Ok(None),
+        }
+        // write_pidfile renames a new file into place: a lock on the file
+        // it replaced guards nothing, so take the new one's.
+        let id = |m: fs::Metadata| (m.dev(), m.ino());
+        if f.metadata().map(id).ok() == fs::metadata(path).map(id).ok() {
+            return Ok(Some(f));
+        }
+    }
+}
+
 fn bind_unix(path: &Path) -> Result<(OwnedFd, (u64, u64)), String> {
     let (addr, len) = unix_addr(path)?;
     let shown = path.display();
@@ -1256,6 +1306,21 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
         // SAFETY: umask has no memory effects.
         unsafe { libc::umask(mask as libc::mode_t) };
     }
+    // Two restarts at once would both take over from the running server,
+    // and the one whose socket was renamed over first would go on running,
+    // reached by no one and named by no pidfile: a start holds the
+    // pidfile's lock until it has written its own, and the next one waits,
+    // then takes over from it.
+    let start_lock = match (&opts.bind, &opts.pidfile, &inherited) {
+        (Bind::Unix(_), Some(pidfile), None) => match lock_pidfile(pidfile) {
+            Ok(lock) => lock,
+            Err(msg) => {
+                crate::error!("{msg}");
+                return 1;
+            }
+        },
+        _ => None,
+    };
     // Started again with the socket= and pidfile= of a running server (a
     // restart): the new socket is bound beside the old one's path and takes
     // its place only once this server is ready, so that no connection
@@ -1377,6 +1442,7 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
             return 1;
         }
     }
+    drop(start_lock); // before the prefork children: they must not hold it
     match &mut ready {
         Some(pipe) => pipe.ready(),
         None if !reexecuting => crate::info!(

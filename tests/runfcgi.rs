@@ -1250,6 +1250,73 @@ fn starting_again_with_the_same_socket_and_pidfile_takes_over_without_a_failed_r
     }
 }
 
+/// Two restarts at once (two deploy scripts, a double click): each would
+/// take over from the running server, and the one whose socket was renamed
+/// over first would run on, reached by no one and named by no pidfile. The
+/// second waits for the first and takes over from it.
+#[test]
+fn two_restarts_at_once_leave_only_the_server_the_pidfile_names() {
+    let site = Site::new("restart-twice");
+    // An import of a second: both restarts are importing at the same time.
+    fs::write(
+        site.dir.join("slowstart.py"),
+        "import time\ntime.sleep(1)\nfrom rfapp import app\n",
+    )
+    .expect("write the app");
+    let toml = fs::read_to_string(site.dir.join("site.toml")).expect("site.toml");
+    fs::write(
+        site.dir.join("site.toml"),
+        toml.replace("rfapp:app", "slowstart:app"),
+    )
+    .expect("write site.toml");
+    let sock = format!("socket={}", site.sock().display());
+    let args = ["method=prefork", sock.as_str(), "pidfile=site.pid"];
+    let out = site.run(&args);
+    assert!(out.status.success(), "{}", out.all_text());
+    let first = site.read_pidfile("site.pid");
+    let addr = site.unix();
+    site.wait_serving(&addr);
+    let hammer = Hammer::start(&addr);
+    let outs = thread::scope(|s| {
+        let starts: Vec<_> = (0..2).map(|_| s.spawn(|| site.run(&args))).collect();
+        starts
+            .into_iter()
+            .map(|h| h.join().expect("start"))
+            .collect::<Vec<_>>()
+    });
+    for out in &outs {
+        assert!(out.status.success(), "{}", out.all_text());
+    }
+    let waited = outs
+        .iter()
+        .filter(|o| o.all_text().contains("another start with pidfile="))
+        .count();
+    assert_eq!(
+        waited,
+        1,
+        "one of the two starts waits for the other:\n{}",
+        site.output()
+    );
+    let last = site.read_pidfile("site.pid");
+    assert!(
+        wait_until(Duration::from_secs(8), || process_gone(first)),
+        "the first server is still running\n{}",
+        site.output()
+    );
+    let (n, failed, _) = hammer.finish();
+    assert!(
+        n > 0 && failed.is_empty(),
+        "{} of {n} failed: {failed:?}\n{}",
+        failed.len(),
+        site.output()
+    );
+    ident(&addr).unwrap_or_else(|e| panic!("after two restarts: {e}"));
+    // Stopping the server the pidfile names stops everything: no server
+    // was left behind.
+    signal(last, libc::SIGTERM);
+    site.assert_all_gone(Duration::from_secs(8));
+}
+
 /// Regression: `method=threaded` accepted every TCP peer, whatever
 /// FCGI_WEB_SERVER_ADDRS said (prefork refused them).
 #[test]
