@@ -1387,6 +1387,16 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
             }
         }
     }
+    // A stop signal while starting (Ctrl-C while the app imports): nothing
+    // starts, and a server this start would have taken over serves on.
+    if !reexecuting && let Some(sig) = signals::stop_requested() {
+        eprintln!(
+            "{prog} runfcgi: {} received while starting\nnothing was started",
+            sys::signal_name(sig)
+        );
+        listener.remove_file();
+        return 1;
+    }
     let mut ready = None;
     if let Some(p) = opts
         .pidfile
@@ -1418,10 +1428,18 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
             return 1;
         }
     }
-    // A restart's socket goes live first: a failure to move it leaves the
-    // old server serving and still named by the pidfile.
+    // A restart's socket goes live first: a failure to move it, or a stop
+    // signal before it moved, leaves the old server serving and still
+    // named by the pidfile.
     if let Some((path, _, old)) = &takeover
-        && let Err(msg) = listener.take_over(path, *old)
+        && let Err(msg) = match signals::stop_requested() {
+            Some(sig) => Err(format!(
+                "{} received before taking over {}; the server there serves on",
+                sys::signal_name(sig),
+                path.display()
+            )),
+            None => listener.take_over(path, *old),
+        }
     {
         crate::error!("{msg}");
         ready.iter_mut().for_each(|r| r.failed(&msg));

@@ -1250,14 +1250,10 @@ fn starting_again_with_the_same_socket_and_pidfile_takes_over_without_a_failed_r
     }
 }
 
-/// Two restarts at once (two deploy scripts, a double click): each would
-/// take over from the running server, and the one whose socket was renamed
-/// over first would run on, reached by no one and named by no pidfile. The
-/// second waits for the first and takes over from it.
-#[test]
-fn two_restarts_at_once_leave_only_the_server_the_pidfile_names() {
-    let site = Site::new("restart-twice");
-    // An import of a second: both restarts are importing at the same time.
+/// A site whose app takes a second to import: a start stays in its import
+/// long enough for a test to act meanwhile.
+fn slow_import_site(tag: &str) -> Site {
+    let site = Site::new(tag);
     fs::write(
         site.dir.join("slowstart.py"),
         "import time\ntime.sleep(1)\nfrom rfapp import app\n",
@@ -1269,6 +1265,65 @@ fn two_restarts_at_once_leave_only_the_server_the_pidfile_names() {
         toml.replace("rfapp:app", "slowstart:app"),
     )
     .expect("write site.toml");
+    site
+}
+
+/// SIGTERM (or Ctrl-C) while a restart imports the app: the restart gives
+/// up, and the server it would have taken over serves on, still named by
+/// the pidfile; no staged socket is left.
+#[test]
+fn a_stop_signal_while_a_restart_imports_leaves_the_running_server_serving() {
+    let site = slow_import_site("restart-stopped");
+    let sock = format!("socket={}", site.sock().display());
+    let args = ["method=prefork", sock.as_str(), "pidfile=site.pid"];
+    let out = site.run(&args);
+    assert!(out.status.success(), "{}", out.all_text());
+    let first = site.read_pidfile("site.pid");
+    let addr = site.unix();
+    site.wait_serving(&addr);
+    let hammer = Hammer::start(&addr);
+    let mut cmd = site.command(&args);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let restart = cmd.spawn().expect("start the restart");
+    thread::sleep(Duration::from_millis(400));
+    signal(restart.id() as i32, libc::SIGTERM);
+    let out = restart.wait_with_output().expect("wait for the restart");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("SIGTERM received while starting\nnothing was started"),
+        "{said}"
+    );
+    thread::sleep(Duration::from_millis(300));
+    let (n, failed, _) = hammer.finish();
+    assert!(
+        n > 0 && failed.is_empty(),
+        "{} of {n} failed: {failed:?}\n{}",
+        failed.len(),
+        site.output()
+    );
+    assert!(!process_gone(first), "the running server was stopped");
+    assert_eq!(site.read_pidfile("site.pid"), first);
+    ident(&addr).unwrap_or_else(|e| panic!("after the stopped restart: {e}"));
+    let left: Vec<_> = fs::read_dir(site.path())
+        .expect("site folder")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.ends_with(".new"))
+        .collect();
+    assert!(left.is_empty(), "staged sockets left: {left:?}");
+    signal(first, libc::SIGTERM);
+    site.assert_all_gone(Duration::from_secs(8));
+}
+
+/// Two restarts at once (two deploy scripts, a double click): each would
+/// take over from the running server, and the one whose socket was renamed
+/// over first would run on, reached by no one and named by no pidfile. The
+/// second waits for the first and takes over from it.
+#[test]
+fn two_restarts_at_once_leave_only_the_server_the_pidfile_names() {
+    let site = slow_import_site("restart-twice");
     let sock = format!("socket={}", site.sock().display());
     let args = ["method=prefork", sock.as_str(), "pidfile=site.pid"];
     let out = site.run(&args);
