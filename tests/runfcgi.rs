@@ -1238,11 +1238,7 @@ fn starting_again_with_the_same_socket_and_pidfile_takes_over_without_a_failed_r
         );
         ident(&addr).unwrap_or_else(|e| panic!("{method}: after the third start: {e}"));
         let second = third;
-        let left: Vec<_> = fs::read_dir(site.path())
-            .expect("site folder")
-            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-            .filter(|n| n.ends_with(".new"))
-            .collect();
+        let left = staged_sockets(&site);
         assert!(left.is_empty(), "{method}: staged sockets left: {left:?}");
         signal(second, libc::SIGTERM);
         site.assert_all_gone(Duration::from_secs(8));
@@ -1268,19 +1264,40 @@ fn slow_import_site(tag: &str) -> Site {
     site
 }
 
+/// A [`slow_import_site`] served by a daemonized prefork server with
+/// socket= and pidfile=site.pid: the site, the arguments of that start
+/// (to start again), and the server's pid.
+fn running_slow_site(tag: &str) -> (Site, Vec<String>, i32) {
+    let site = slow_import_site(tag);
+    let args = vec![
+        "method=prefork".to_owned(),
+        format!("socket={}", site.sock().display()),
+        "pidfile=site.pid".to_owned(),
+    ];
+    let out = site.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", out.all_text());
+    let first = site.read_pidfile("site.pid");
+    site.wait_serving(&site.unix());
+    (site, args, first)
+}
+
+/// The staged sockets (`NAME.PID.new`) left in the site's folder.
+fn staged_sockets(site: &Site) -> Vec<String> {
+    fs::read_dir(site.path())
+        .expect("site folder")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.ends_with(".new"))
+        .collect()
+}
+
 /// SIGTERM (or Ctrl-C) while a restart imports the app: the restart gives
 /// up, and the server it would have taken over serves on, still named by
 /// the pidfile; no staged socket is left.
 #[test]
 fn a_stop_signal_while_a_restart_imports_leaves_the_running_server_serving() {
-    let site = slow_import_site("restart-stopped");
-    let sock = format!("socket={}", site.sock().display());
-    let args = ["method=prefork", sock.as_str(), "pidfile=site.pid"];
-    let out = site.run(&args);
-    assert!(out.status.success(), "{}", out.all_text());
-    let first = site.read_pidfile("site.pid");
+    let (site, owned, first) = running_slow_site("restart-stopped");
+    let args: Vec<&str> = owned.iter().map(String::as_str).collect();
     let addr = site.unix();
-    site.wait_serving(&addr);
     let hammer = Hammer::start(&addr);
     let mut cmd = site.command(&args);
     cmd.stdin(Stdio::null())
@@ -1307,11 +1324,7 @@ fn a_stop_signal_while_a_restart_imports_leaves_the_running_server_serving() {
     assert!(!process_gone(first), "the running server was stopped");
     assert_eq!(site.read_pidfile("site.pid"), first);
     ident(&addr).unwrap_or_else(|e| panic!("after the stopped restart: {e}"));
-    let left: Vec<_> = fs::read_dir(site.path())
-        .expect("site folder")
-        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-        .filter(|n| n.ends_with(".new"))
-        .collect();
+    let left = staged_sockets(&site);
     assert!(left.is_empty(), "staged sockets left: {left:?}");
     signal(first, libc::SIGTERM);
     site.assert_all_gone(Duration::from_secs(8));
@@ -1323,14 +1336,9 @@ fn a_stop_signal_while_a_restart_imports_leaves_the_running_server_serving() {
 /// second waits for the first and takes over from it.
 #[test]
 fn two_restarts_at_once_leave_only_the_server_the_pidfile_names() {
-    let site = slow_import_site("restart-twice");
-    let sock = format!("socket={}", site.sock().display());
-    let args = ["method=prefork", sock.as_str(), "pidfile=site.pid"];
-    let out = site.run(&args);
-    assert!(out.status.success(), "{}", out.all_text());
-    let first = site.read_pidfile("site.pid");
+    let (site, owned, first) = running_slow_site("restart-twice");
+    let args: Vec<&str> = owned.iter().map(String::as_str).collect();
     let addr = site.unix();
-    site.wait_serving(&addr);
     let hammer = Hammer::start(&addr);
     let outs = thread::scope(|s| {
         let starts: Vec<_> = (0..2).map(|_| s.spawn(|| site.run(&args))).collect();
