@@ -1027,6 +1027,7 @@ fn daemonize(listener: &Listener) -> Forked {
         Ok(p) => p,
         Err(e) => {
             crate::error!("cannot create a pipe: {e}");
+            listener.remove_file();
             return Forked::Foreground(1);
         }
     };
@@ -1034,6 +1035,9 @@ fn daemonize(listener: &Listener) -> Forked {
     match unsafe { libc::fork() } {
         -1 => {
             crate::error!("cannot fork the daemon: {}", io::Error::last_os_error());
+            // Nothing started: no socket file of ours (a restart's staged
+            // one included) is left behind.
+            listener.remove_file();
             Forked::Foreground(1)
         }
         0 => {
