@@ -241,6 +241,8 @@ pub struct App {
 impl App {
     pub fn new(script: PathBuf, run_once: bool) -> App {
         let site_file = config::locate(&script);
+        // Before the load: an edit while it loads must count as a change.
+        let site_stamp = sys::stamp(&site_file);
         let site = config::load(&site_file);
         let mut app = App {
             script_stamp: None,
@@ -262,16 +264,18 @@ impl App {
             pair: Pair::new(!run_once),
         };
         app.apply_site();
-        app.watch_and_stamp();
+        app.watch_and_stamp(site_stamp);
         app.script_stamp = sys::stamp(&app.script);
         app
     }
 
     /// Places the watches, then stamps the watched files: in that order, so
-    /// that a change in between is an event (watch.rs). The executable's
-    /// stamp is kept: [`Self::changed`] moves it, and a reload must not
-    /// forget a replacement seen only by the stamp.
-    fn watch_and_stamp(&mut self) {
+    /// that a change in between is an event (watch.rs). site.toml keeps
+    /// `site_stamp`, taken before it was loaded, so that an edit during the
+    /// load is a change at the next check. The executable's stamp is kept:
+    /// [`Self::changed`] moves it, and a reload must not forget a
+    /// replacement seen only by the stamp.
+    fn watch_and_stamp(&mut self, site_stamp: Option<Stamp>) {
         let files = self.watched();
         if !self.run_once {
             let mut paths = files.clone();
@@ -281,7 +285,11 @@ impl App {
         self.stamps = files
             .into_iter()
             .map(|p| {
-                let s = sys::stamp(&p);
+                let s = if p == self.site_file {
+                    site_stamp
+                } else {
+                    sys::stamp(&p)
+                };
                 (p, s)
             })
             .collect();
@@ -529,6 +537,7 @@ impl App {
     /// parses keeps the last good config running.
     pub fn restart(&mut self, why: &str) {
         crate::info!("reloading: {why}");
+        let site_stamp = sys::stamp(&self.site_file);
         match config::load(&self.site_file) {
             Ok(site) => {
                 self.site = Ok(site);
@@ -545,7 +554,7 @@ impl App {
         if self.site.is_ok() {
             self.broken = None;
         }
-        self.watch_and_stamp();
+        self.watch_and_stamp(site_stamp);
         if let Some(w) = self.worker.take() {
             w.stop(Duration::from_secs(1));
         }

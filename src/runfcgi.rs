@@ -849,53 +849,50 @@ fn restarting(path: &Path, pidfile: &Path) -> Option<libc::pid_t> {
     .then_some(named)
 }
 
-/// Locks the pidfile that is there now (flock, which daemonize's fork
-/// keeps: the lock goes with the open file). None without a pidfile: a
-/// first start takes over from no one.
-fn lock_pidfile(path: &Path) -> Result<Option<fs::File>, String> {
-    let lock = |f: &fs::File, op| {
-        // SAFETY: flock on a descriptor we own; no memory effects.
-        if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+/// Takes the lock of the starts that use `pidfile`: an flock on
+/// `PIDFILE.lock` (kept across daemonize's fork: the lock goes with the open
+/// file), waiting while another start holds it. A file of its own, not the
+/// pidfile: that one is replaced by rename, and a script may hold its own
+/// lock on it (`flock site.pid ./mysite.fcgi runfcgi ...`). The file stays
+/// (removing a lock file races with the next start). None where it cannot
+/// be made or locked (a read-only folder, a file system without locks): the
+/// start goes on unguarded, as before there was a lock.
+fn lock_starts(pidfile: &Path) -> Result<Option<fs::File>, String> {
+    let mut name = pidfile.as_os_str().to_owned();
+    name.push(".lock");
+    // Read-write: NFS emulates flock with POSIX locks, which need it.
+    let Ok(f) = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(&name)
+    else {
+        return Ok(None);
     };
+    let mut told = false;
     loop {
-        let Ok(f) = fs::File::open(path) else {
-            return Ok(None);
-        };
-        match lock(&f, libc::LOCK_EX | libc::LOCK_NB) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => {
-                crate::info!(
-                    "runfcgi: another start with pidfile={} is under way; waiting for it",
-                    path.display()
-                );
-                loop {
-                    match lock(&f, libc::LOCK_EX) {
-                        Ok(()) => break,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                            if signals::stop_requested().is_some() {
-                                return Err(format!(
-                                    "stopped while waiting for another start with pidfile={}",
-                                    path.display()
-                                ));
-                            }
-                        }
-                        Err(_) => return Ok(None), // as below
-                    }
-                }
-            }
-            // A file system without flock (some NFS): unguarded, as before.
-            Err(_) => return Ok(None),
-        }
-        // write_pidfile renames a new file into place: a lock on the file
-        // it replaced guards nothing, so take the new one's.
-        let id = |m: fs::Metadata| (m.dev(), m.ino());
-        if f.metadata().map(id).ok() == fs::metadata(path).map(id).ok() {
+        // SAFETY: flock on a descriptor we own; no memory effects.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
             return Ok(Some(f));
         }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Ok(None);
+        }
+        if signals::stop_requested().is_some() {
+            return Err(format!(
+                "stopped while waiting for another start with pidfile={}",
+                pidfile.display()
+            ));
+        }
+        if !std::mem::replace(&mut told, true) {
+            crate::info!(
+                "runfcgi: another start with pidfile={} is under way; waiting for it",
+                pidfile.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -1312,11 +1309,11 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
     }
     // Two restarts at once would both take over from the running server,
     // and the one whose socket was renamed over first would go on running,
-    // reached by no one and named by no pidfile: a start holds the
-    // pidfile's lock until it has written its own, and the next one waits,
-    // then takes over from it.
+    // reached by no one and named by no pidfile: a start holds the lock
+    // until it has written its pidfile, and the next one waits, then takes
+    // over from it.
     let start_lock = match (&opts.bind, &opts.pidfile, &inherited) {
-        (Bind::Unix(_), Some(pidfile), None) => match lock_pidfile(pidfile) {
+        (Bind::Unix(_), Some(pidfile), None) => match lock_starts(pidfile) {
             Ok(lock) => lock,
             Err(msg) => {
                 crate::error!("{msg}");

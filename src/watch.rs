@@ -26,9 +26,10 @@
 //!   inotify refused (a user has 128 inotify instances by default): tried
 //!   again every [`RETRY`].
 //!
-//! Not seen anywhere: a write through mmap(2) (mtime moves with no event; no
-//! editor, cp, rsync, tar or unzip writes so), and a mount over a directory
-//! on the path.
+//! A mount or unmount anywhere (a folder mounted over a path sends no
+//! inotify event) is seen on /proc/self/mountinfo, and the watches are
+//! placed anew. Not seen: a write through mmap(2) (mtime moves with no
+//! event; no editor, cp, rsync, tar or unzip writes so).
 
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -81,6 +82,10 @@ struct Interest {
 
 struct Armed {
     fd: OwnedFd,
+    /// /proc/self/mountinfo, which polls POLLPRI after any mount or
+    /// unmount: a folder mounted over (or unmounted from) a path sends no
+    /// inotify event.
+    mounts: OwnedFd,
     watches: Vec<(i32, Interest)>,
     /// Where events are read: room for the longest (a name of NAME_MAX).
     buf: Vec<u8>,
@@ -142,8 +147,19 @@ impl Gate {
             }
             return true;
         };
+        let mut set = [
+            crate::sys::pollfd(a.fd.as_raw_fd(), libc::POLLIN),
+            crate::sys::pollfd(a.mounts.as_raw_fd(), libc::POLLPRI),
+        ];
+        // SAFETY: two valid pollfds; a zero timeout never blocks.
+        let n = unsafe { libc::poll(set.as_mut_ptr(), 2, 0) };
+        if n == 0 {
+            return std::mem::take(&mut self.pending);
+        }
+        // Mounts changed (or poll failed, EINTR): watch the paths anew.
+        let remount = n < 0 || set[1].revents != 0;
         let (mut check, lost) = match drain(a) {
-            Ok(seen) => seen,
+            Ok((check, lost)) => (check, lost || remount),
             Err(e) => {
                 // Not expected from inotify; the stamps stay the judge.
                 self.armed = None;
@@ -218,8 +234,12 @@ fn watch_all(paths: &[PathBuf]) -> Result<Armed, String> {
     }
     // SAFETY: a new descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Opened before the watches are placed: a mount after it is reported.
+    let mounts = std::fs::File::open("/proc/self/mountinfo")
+        .map_err(|e| format!("/proc/self/mountinfo (to see mounts): {e}"))?;
     let mut armed = Armed {
         fd,
+        mounts: mounts.into(),
         watches: Vec::new(),
         buf: vec![0; 4096],
     };
@@ -230,6 +250,11 @@ fn watch_all(paths: &[PathBuf]) -> Result<Armed, String> {
 }
 
 fn watch_path(a: &mut Armed, path: &Path) -> Result<(), String> {
+    // Without a trailing `/` or `/.` (`watch = ["lib/"]`): with one, the
+    // kernel follows a symbolic link in the last step even under
+    // IN_DONT_FOLLOW, and lstat does too.
+    let normal: PathBuf = path.components().collect();
+    let path = normal.as_path();
     let shown = path.display();
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(format!("{shown} is not a file's absolute path"));
@@ -333,6 +358,10 @@ mod tests {
         fs::create_dir_all(&d).expect("mkdir");
         Dir(fs::canonicalize(&d).expect("canonical temp dir"))
     }
+    /// Taken by every test here: a mount in one (seen by every gate, as a
+    /// mount anywhere is) must not fall inside another's quiet check.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     /// Arms on `paths`, takes the first (pending) check, and asserts the gate
     /// is on and then quiet.
     fn armed(paths: &[PathBuf]) -> Gate {
@@ -346,6 +375,7 @@ mod tests {
 
     #[test]
     fn a_touch_a_write_and_a_chmod_are_each_seen_once() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let d = tmp("touch");
         let f = d.0.join("site.toml");
         fs::write(&f, "x").expect("write");
@@ -365,6 +395,7 @@ mod tests {
 
     #[test]
     fn other_entries_of_the_directories_are_no_reason_to_stat() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let d = tmp("others");
         let f = d.0.join("mysite.fcgi");
         fs::write(&f, "x").expect("write");
@@ -380,6 +411,7 @@ mod tests {
 
     #[test]
     fn a_file_replaced_by_rename_is_seen_and_then_the_new_one_is_watched() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let d = tmp("mv");
         let f = d.0.join("mysite.fcgi");
         fs::write(&f, "old").expect("write");
@@ -394,6 +426,7 @@ mod tests {
 
     #[test]
     fn a_missing_file_created_is_seen() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let d = tmp("create");
         let f = d.0.join("app.py");
         let mut g = armed(std::slice::from_ref(&f));
@@ -406,6 +439,7 @@ mod tests {
 
     #[test]
     fn a_directory_on_the_way_renamed_and_replaced_is_seen() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let d = tmp("dirmv");
         let site = d.0.join("www");
         fs::create_dir(&site).expect("mkdir");
@@ -427,8 +461,58 @@ mod tests {
         assert!(!g.must_check());
     }
 
+    /// Unmounts on drop, whatever the test did.
+    struct Mounted(std::ffi::CString);
+    impl Drop for Mounted {
+        fn drop(&mut self) {
+            // SAFETY: a NUL-terminated path; no memory effects.
+            unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+
+    #[test]
+    fn a_folder_mounted_over_and_unmounted_is_seen() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        // As root (the tests run so): bind mounts in the temp folder.
+        let d = tmp("mount");
+        let (www, alt) = (d.0.join("www"), d.0.join("alt"));
+        for (dir, v) in [(&www, "one"), (&alt, "two")] {
+            fs::create_dir(dir).expect("mkdir");
+            fs::write(dir.join("site.toml"), v).expect("write");
+        }
+        let mut g = armed(&[www.join("site.toml")]);
+        let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).expect("no NUL");
+        let (src, dst) = (c(&alt), c(&www));
+        // SAFETY: NUL-terminated paths; a bind mount needs no data.
+        let r = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                dst.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(r, 0, "mount --bind: {}", io::Error::last_os_error());
+        let mounted = Mounted(dst);
+        assert_eq!(
+            fs::read_to_string(www.join("site.toml")).expect("read"),
+            "two"
+        );
+        assert!(g.must_check(), "mounted over");
+        assert!(!g.must_check());
+        drop(mounted);
+        assert_eq!(
+            fs::read_to_string(www.join("site.toml")).expect("read"),
+            "one"
+        );
+        assert!(g.must_check(), "unmounted");
+        assert!(!g.must_check());
+    }
+
     #[test]
     fn a_watched_directory_counts_its_entries() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let d = tmp("watchdir");
         let app = d.0.join("app");
         fs::create_dir(&app).expect("mkdir");
@@ -439,6 +523,7 @@ mod tests {
 
     #[test]
     fn symbolic_links_relative_paths_and_missing_directories_leave_it_off() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let d = tmp("off");
         let real = d.0.join("release-1");
         fs::create_dir(&real).expect("mkdir");
@@ -448,6 +533,12 @@ mod tests {
         for (path, why) in [
             (d.0.join("current/site.toml"), "symbolic link"),
             (d.0.join("link.toml"), "symbolic link"),
+            // A watched folder written with a trailing slash, or /.
+            (
+                PathBuf::from(format!("{}/current/", d.0.display())),
+                "symbolic link",
+            ),
+            (d.0.join("current/."), "symbolic link"),
             (PathBuf::from("site.toml"), "relative"),
             (d.0.join("nowhere/site.toml"), "No such file"),
         ] {
@@ -461,6 +552,7 @@ mod tests {
 
     #[test]
     fn a_file_system_that_may_miss_changes_leaves_it_off() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         // /proc is not on the list (nor is any network file system).
         let mut g = Gate::never();
         g.arm(vec![PathBuf::from("/proc/cpuinfo")]);
@@ -471,6 +563,7 @@ mod tests {
 
     #[test]
     fn a_gate_that_could_not_arm_tries_again() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let d = tmp("retry");
         let f = d.0.join("later/site.toml");
         let mut g = Gate::never();

@@ -1380,6 +1380,43 @@ fn two_restarts_at_once_leave_only_the_server_the_pidfile_names() {
     site.assert_all_gone(Duration::from_secs(8));
 }
 
+/// A start script that holds a lock of its own on the pidfile (`flock
+/// site.pid ./mysite.fcgi runfcgi ...`) is no other start: the restart goes
+/// through instead of waiting for itself.
+#[test]
+fn a_restart_under_flock_of_its_pidfile_does_not_wait_for_itself() {
+    let site = Site::new("restart-flock");
+    let sock = format!("socket={}", site.sock().display());
+    let args = ["method=prefork", sock.as_str(), "pidfile=site.pid"];
+    let out = site.run(&args);
+    assert!(out.status.success(), "{}", out.all_text());
+    let first = site.read_pidfile("site.pid");
+    let mut cmd = Command::new("flock");
+    server_env(&mut cmd)
+        .arg("site.pid")
+        .arg(site.dir.join("mysite.fcgi"))
+        .arg("runfcgi")
+        .args(args)
+        .current_dir(site.path());
+    let out = run(&mut cmd, Some(b""), Duration::from_secs(20));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        out.all_text(),
+        site.output()
+    );
+    let second = site.read_pidfile("site.pid");
+    assert_ne!(first, second, "not restarted");
+    assert!(
+        wait_until(Duration::from_secs(8), || process_gone(first)),
+        "the first server is still running\n{}",
+        site.output()
+    );
+    ident(&site.unix()).unwrap_or_else(|e| panic!("after the restart: {e}"));
+    signal(second, libc::SIGTERM);
+    site.assert_all_gone(Duration::from_secs(8));
+}
+
 /// Regression: `method=threaded` accepted every TCP peer, whatever
 /// FCGI_WEB_SERVER_ADDRS said (prefork refused them).
 #[test]
