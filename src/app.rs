@@ -195,6 +195,16 @@ impl Handler for App {
     }
 }
 
+/// The files whose change reloads the site, beside the executable:
+/// site.toml and its `watch` list (`check` shows how they are watched).
+pub fn watched_files(site_file: &Path, site: Option<&Site>) -> Vec<PathBuf> {
+    let mut files = vec![site_file.to_path_buf()];
+    if let Some(site) = site {
+        files.extend(site.watch.iter().cloned());
+    }
+    files
+}
+
 /// What a watched-file check found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Change {
@@ -318,11 +328,7 @@ impl App {
     }
 
     fn watched(&self) -> Vec<PathBuf> {
-        let mut files = vec![self.site_file.clone()];
-        if let Ok(site) = &self.site {
-            files.extend(site.watch.iter().cloned());
-        }
-        files
+        watched_files(&self.site_file, self.site())
     }
 
     /// The site, if its config loaded.

@@ -641,8 +641,7 @@ fn get(r: &mut Report, site: &Site, mut w: Worker, path: &str, host: &str) {
 /// stat before every request where inotify could miss one.
 fn reloads(script: &Path, site_file: &Path, s: &Site) -> String {
     let mut gate = crate::watch::Gate::never();
-    let mut paths = vec![site_file.to_path_buf()];
-    paths.extend(s.watch.iter().cloned());
+    let mut paths = crate::app::watched_files(site_file, Some(s));
     paths.push(std::path::absolute(script).unwrap_or_else(|_| script.to_path_buf()));
     gate.arm(paths);
     match gate.off {

@@ -46,6 +46,11 @@ pub fn poll(fds: &mut [libc::pollfd], deadline: Option<Instant>) -> io::Result<u
                 + i32::from(left.subsec_nanos() % 1_000_000 != 0)
         }
     };
+    poll_ms(fds, timeout)
+}
+
+/// poll(2) with its own timeout in milliseconds (-1: none, 0: no wait).
+pub fn poll_ms(fds: &mut [libc::pollfd], timeout: libc::c_int) -> io::Result<usize> {
     // SAFETY: fds is a valid slice of pollfd structures.
     let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
     if r < 0 {

@@ -13,7 +13,7 @@
 //! created is an event. The watches are placed before the stamps are taken,
 //! root first: a change after a watch is placed is an event, one before is
 //! in the stamps. A change made before the web server sent the request was
-//! queued as an event before the connection existed, so the read after
+//! queued as an event before the connection existed, so the poll after
 //! accept sees it: no request is served by old code after a touch.
 //!
 //! inotify misses changes in some places; there the gate stays off and
@@ -129,11 +129,15 @@ impl Gate {
                 self.off = None;
                 self.retry_at = None;
             }
-            Err(why) => {
-                self.off = Some(why);
-                self.retry_at = Some(Instant::now() + RETRY);
-            }
+            Err(why) => self.fail(why),
         }
+    }
+
+    /// Off for `why`, to be tried again after [`RETRY`].
+    fn fail(&mut self, why: String) {
+        self.armed = None;
+        self.off = Some(why);
+        self.retry_at = Some(Instant::now() + RETRY);
     }
 
     /// Must the stamps be compared now? False only when the gate is armed
@@ -151,20 +155,17 @@ impl Gate {
             crate::sys::pollfd(a.fd.as_raw_fd(), libc::POLLIN),
             crate::sys::pollfd(a.mounts.as_raw_fd(), libc::POLLPRI),
         ];
-        // SAFETY: two valid pollfds; a zero timeout never blocks.
-        let n = unsafe { libc::poll(set.as_mut_ptr(), 2, 0) };
-        if n == 0 {
+        let n = crate::sys::poll_ms(&mut set, 0);
+        if matches!(n, Ok(0)) {
             return std::mem::take(&mut self.pending);
         }
         // Mounts changed (or poll failed, EINTR): watch the paths anew.
-        let remount = n < 0 || set[1].revents != 0;
+        let remount = n.is_err() || set[1].revents != 0;
         let (mut check, lost) = match drain(a) {
             Ok((check, lost)) => (check, lost || remount),
             Err(e) => {
                 // Not expected from inotify; the stamps stay the judge.
-                self.armed = None;
-                self.off = Some(format!("reading inotify: {e}"));
-                self.retry_at = Some(Instant::now() + RETRY);
+                self.fail(format!("reading inotify: {e}"));
                 return true;
             }
         };
@@ -256,27 +257,26 @@ fn watch_path(a: &mut Armed, path: &Path) -> Result<(), String> {
     let normal: PathBuf = path.components().collect();
     let path = normal.as_path();
     let shown = path.display();
-    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(format!("{shown} is not a file's absolute path"));
-    };
-    use std::path::Component;
     if !path.is_absolute() {
         return Err(format!("{shown} is relative"));
     }
-    if parent
+    if path.file_name().is_none() {
+        return Err(format!("{shown} is not a file's path"));
+    }
+    if path
         .components()
-        .any(|c| matches!(c, Component::ParentDir))
+        .any(|c| c == std::path::Component::ParentDir)
     {
         return Err(format!("{shown} has a .. in it"));
     }
-    // Root first, each directory's entry on the way as its interest. A
-    // step that is a symbolic link fails here (IN_DONT_FOLLOW | IN_ONLYDIR).
+    // Root first, each directory with the next step as its interest, down
+    // to the parent and the file's name. A step that is a symbolic link
+    // fails here (IN_DONT_FOLLOW | IN_ONLYDIR).
     let mut dir = PathBuf::from("/");
-    for step in parent.components().skip(1).map(|c| c.as_os_str()) {
+    for step in path.components().skip(1).map(|c| c.as_os_str()) {
         add(a, &dir, Some(step), WAY_MASK)?;
         dir.push(step);
     }
-    add(a, parent, Some(name), WAY_MASK)?;
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => Err(format!("{shown} is a symbolic link")),
         Ok(_) => add(a, path, None, FILE_MASK),
@@ -346,21 +346,37 @@ mod tests {
     use super::*;
     use std::fs;
 
-    struct Dir(PathBuf);
+    /// Taken by every test with a folder: a mount in one (seen by every
+    /// gate, as a mount anywhere is) must not fall inside another's quiet
+    /// check.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// A fresh temp folder, removed on drop; the test holds ONE_AT_A_TIME
+    /// meanwhile.
+    struct Dir(
+        PathBuf,
+        #[allow(dead_code)] std::sync::MutexGuard<'static, ()>,
+    );
     impl Drop for Dir {
         fn drop(&mut self) {
             let _ = fs::remove_dir_all(&self.0);
         }
     }
     fn tmp(tag: &str) -> Dir {
+        let one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let d = std::env::temp_dir().join(format!("fshim-gate-{}-{tag}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).expect("mkdir");
-        Dir(fs::canonicalize(&d).expect("canonical temp dir"))
+        Dir(fs::canonicalize(&d).expect("canonical temp dir"), one)
     }
-    /// Taken by every test here: a mount in one (seen by every gate, as a
-    /// mount anywhere is) must not fall inside another's quiet check.
-    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// The file `name` written in `d`, and a gate [`armed`] on it.
+    fn watched_file(d: &Dir, name: &str) -> (PathBuf, Gate) {
+        let f = d.0.join(name);
+        fs::write(&f, "x").expect("write");
+        let g = armed(std::slice::from_ref(&f));
+        (f, g)
+    }
 
     /// Arms on `paths`, takes the first (pending) check, and asserts the gate
     /// is on and then quiet.
@@ -375,11 +391,8 @@ mod tests {
 
     #[test]
     fn a_touch_a_write_and_a_chmod_are_each_seen_once() {
-        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let d = tmp("touch");
-        let f = d.0.join("site.toml");
-        fs::write(&f, "x").expect("write");
-        let mut g = armed(std::slice::from_ref(&f));
+        let (f, mut g) = watched_file(&d, "site.toml");
         let t = fs::File::options().write(true).open(&f).expect("open");
         t.set_modified(std::time::SystemTime::UNIX_EPOCH)
             .expect("utimes");
@@ -395,11 +408,8 @@ mod tests {
 
     #[test]
     fn other_entries_of_the_directories_are_no_reason_to_stat() {
-        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let d = tmp("others");
-        let f = d.0.join("mysite.fcgi");
-        fs::write(&f, "x").expect("write");
-        let mut g = armed(std::slice::from_ref(&f));
+        let (_, mut g) = watched_file(&d, "mysite.fcgi");
         // An SQLite journal beside the site, a log, a cache directory.
         fs::write(d.0.join("db.sqlite3-journal"), "j").expect("write");
         fs::remove_file(d.0.join("db.sqlite3-journal")).expect("rm");
@@ -411,11 +421,8 @@ mod tests {
 
     #[test]
     fn a_file_replaced_by_rename_is_seen_and_then_the_new_one_is_watched() {
-        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let d = tmp("mv");
-        let f = d.0.join("mysite.fcgi");
-        fs::write(&f, "old").expect("write");
-        let mut g = armed(std::slice::from_ref(&f));
+        let (f, mut g) = watched_file(&d, "mysite.fcgi");
         fs::write(d.0.join("new"), "new").expect("write");
         fs::rename(d.0.join("new"), &f).expect("mv");
         assert!(g.must_check(), "replaced");
@@ -426,7 +433,6 @@ mod tests {
 
     #[test]
     fn a_missing_file_created_is_seen() {
-        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let d = tmp("create");
         let f = d.0.join("app.py");
         let mut g = armed(std::slice::from_ref(&f));
@@ -439,7 +445,6 @@ mod tests {
 
     #[test]
     fn a_directory_on_the_way_renamed_and_replaced_is_seen() {
-        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let d = tmp("dirmv");
         let site = d.0.join("www");
         fs::create_dir(&site).expect("mkdir");
@@ -472,7 +477,6 @@ mod tests {
 
     #[test]
     fn a_folder_mounted_over_and_unmounted_is_seen() {
-        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         // As root (the tests run so): bind mounts in the temp folder.
         let d = tmp("mount");
         let (www, alt) = (d.0.join("www"), d.0.join("alt"));
@@ -512,7 +516,6 @@ mod tests {
 
     #[test]
     fn a_watched_directory_counts_its_entries() {
-        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let d = tmp("watchdir");
         let app = d.0.join("app");
         fs::create_dir(&app).expect("mkdir");
@@ -523,7 +526,6 @@ mod tests {
 
     #[test]
     fn symbolic_links_relative_paths_and_missing_directories_leave_it_off() {
-        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let d = tmp("off");
         let real = d.0.join("release-1");
         fs::create_dir(&real).expect("mkdir");
@@ -552,7 +554,6 @@ mod tests {
 
     #[test]
     fn a_file_system_that_may_miss_changes_leaves_it_off() {
-        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         // /proc is not on the list (nor is any network file system).
         let mut g = Gate::never();
         g.arm(vec![PathBuf::from("/proc/cpuinfo")]);
@@ -563,7 +564,6 @@ mod tests {
 
     #[test]
     fn a_gate_that_could_not_arm_tries_again() {
-        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let d = tmp("retry");
         let f = d.0.join("later/site.toml");
         let mut g = Gate::never();

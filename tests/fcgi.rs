@@ -626,9 +626,8 @@ fn value_and_pid(r: &Response) -> (String, i32) {
 
 fn reload_server(tag: &str) -> (Server, std::path::PathBuf) {
     let dir = TempDir::new(tag);
-    fs::write(dir.join("value.txt"), "one").expect("write value");
-    fs::write(dir.join("reload_probe.py"), RELOAD_PROBE).expect("write module");
-    let site = write_site(dir.path(), "reload_probe:app");
+    release(dir.path(), dir.path(), "one");
+    let site = dir.join("site.toml");
     (Server::start_in(dir), site)
 }
 

@@ -1264,11 +1264,10 @@ fn slow_import_site(tag: &str) -> Site {
     site
 }
 
-/// A [`slow_import_site`] served by a daemonized prefork server with
-/// socket= and pidfile=site.pid: the site, the arguments of that start
-/// (to start again), and the server's pid.
-fn running_slow_site(tag: &str) -> (Site, Vec<String>, i32) {
-    let site = slow_import_site(tag);
+/// Starts `site` as a daemonized prefork server with socket= and
+/// pidfile=site.pid, and waits until it serves: the arguments of that start
+/// (to start again) and the server's pid.
+fn start_daemon(site: &Site) -> (Vec<String>, i32) {
     let args = vec![
         "method=prefork".to_owned(),
         format!("socket={}", site.sock().display()),
@@ -1278,6 +1277,13 @@ fn running_slow_site(tag: &str) -> (Site, Vec<String>, i32) {
     assert!(out.status.success(), "{}", out.all_text());
     let first = site.read_pidfile("site.pid");
     site.wait_serving(&site.unix());
+    (args, first)
+}
+
+/// A [`slow_import_site`] served by [`start_daemon`].
+fn running_slow_site(tag: &str) -> (Site, Vec<String>, i32) {
+    let site = slow_import_site(tag);
+    let (args, first) = start_daemon(&site);
     (site, args, first)
 }
 
@@ -1299,20 +1305,25 @@ fn a_stop_signal_while_a_restart_imports_leaves_the_running_server_serving() {
     let args: Vec<&str> = owned.iter().map(String::as_str).collect();
     let addr = site.unix();
     let hammer = Hammer::start(&addr);
-    let mut cmd = site.command(&args);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let restart = cmd.spawn().expect("start the restart");
-    thread::sleep(Duration::from_millis(400));
-    signal(restart.id() as i32, libc::SIGTERM);
-    let out = restart.wait_with_output().expect("wait for the restart");
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{said}");
-    assert!(
-        said.contains("SIGTERM received while starting\nnothing was started"),
-        "{said}"
-    );
+    // SIGINT is what Ctrl-C sends.
+    for (sig, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT")] {
+        let mut cmd = site.command(&args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let restart = cmd.spawn().expect("start the restart");
+        thread::sleep(Duration::from_millis(400));
+        signal(restart.id() as i32, sig);
+        let out = restart.wait_with_output().expect("wait for the restart");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {said}");
+        assert!(
+            said.contains(&format!(
+                "{name} received while starting\nnothing was started"
+            )),
+            "{said}"
+        );
+    }
     thread::sleep(Duration::from_millis(300));
     let (n, failed, _) = hammer.finish();
     assert!(
@@ -1374,6 +1385,10 @@ fn two_restarts_at_once_leave_only_the_server_the_pidfile_names() {
         site.output()
     );
     ident(&addr).unwrap_or_else(|e| panic!("after two restarts: {e}"));
+    assert!(
+        site.dir.join("site.pid.lock").exists(),
+        "the lock beside the pidfile (the README names it)"
+    );
     // Stopping the server the pidfile names stops everything: no server
     // was left behind.
     signal(last, libc::SIGTERM);
@@ -1386,11 +1401,7 @@ fn two_restarts_at_once_leave_only_the_server_the_pidfile_names() {
 #[test]
 fn a_restart_under_flock_of_its_pidfile_does_not_wait_for_itself() {
     let site = Site::new("restart-flock");
-    let sock = format!("socket={}", site.sock().display());
-    let args = ["method=prefork", sock.as_str(), "pidfile=site.pid"];
-    let out = site.run(&args);
-    assert!(out.status.success(), "{}", out.all_text());
-    let first = site.read_pidfile("site.pid");
+    let (args, first) = start_daemon(&site);
     let mut cmd = Command::new("flock");
     server_env(&mut cmd)
         .arg("site.pid")
