@@ -336,7 +336,13 @@ def write(out, target, seeds):
 
 
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
+    args = sys.argv[1:]
+    if len(args) > 1 or (args and args[0].startswith("-")):
+        # An option is not a folder: `seeds.py --help` once wrote the whole
+        # corpus into ./--help.
+        sys.stderr.write("usage: python3 tests/fuzz/seeds.py [OUT]\n")
+        sys.exit(0 if args in (["-h"], ["--help"]) else 2)
+    out = args[0] if args else os.path.join(HERE, "corpus")
     streams, records, params = fastcgi_seeds()
     write(out, "stream", streams)
     write(out, "record", records)
