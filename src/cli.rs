@@ -41,7 +41,7 @@ htaccess/ folder). Run from a shell, it helps you set that up:
 
   {prog} init [DIR] [--project=PATH]
         write a commented site.toml and a .htaccess into DIR (default: this
-        file's folder; run by its name from PATH, the current one), never
+        file's folder; for a copy installed elsewhere, the current one), never
         overwriting; fills in a Django project found nearby (or at PATH)
   {prog} check [PATH] [--host=NAME]
         load site.toml and the app as the web server would, send a test
@@ -58,10 +58,12 @@ Under a web server it needs no arguments: with a listening socket on fd 0
 CGI (GATEWAY_INTERFACE set) it serves one request and exits.
 
 site.toml is the file FCGI_SHIM_SITE names, else the one in the directory
-of {prog} as invoked. Run by its name from PATH (`fcgi-shim check`), check
-and init act for the site of the current directory, not the folder the
-binary is installed in: its .fcgi file, and its site.toml unless
-FCGI_SHIM_SITE names another (init writes there whatever it says).
+of {prog} as invoked. A copy installed elsewhere, run by its name from PATH
+(`fcgi-shim check`) or by a path (`~/bin/fcgi-shim check`: a file not named
+*.fcgi, with no site.toml beside it), checks and inits the site of the
+current directory, not the folder the binary is installed in: its .fcgi
+file, and its site.toml unless FCGI_SHIM_SITE names another (init writes
+there whatever it says).
 Touching the site's .fcgi file (or its site.toml) reloads the app.
 "
     )
@@ -117,12 +119,51 @@ pub fn fcgi_in(dir: &Path, by: &Path) -> Result<PathBuf, String> {
     ))
 }
 
-/// The executable `check` acts for when run by its bare name from PATH
-/// (`fcgi-shim check` in a site's folder): the site of the current
-/// directory ([`fcgi_in`]), not the folder the binary is installed in.
-/// None when not run so, or run in that folder.
-pub fn stand_in(prog: &str, script: &Path) -> Result<Option<PathBuf>, String> {
-    if prog.contains('/') {
+/// How this program was started from a shell, for `check` and `init`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Run {
+    /// As a site's executable: `./mysite.fcgi check`, or with
+    /// FCGI_SHIM_SITE naming the site.
+    Site,
+    /// By its bare name from PATH: `fcgi-shim check`.
+    FromPath,
+    /// By the path of a copy installed outside any site: `~/bin/fcgi-shim
+    /// check` (not named *.fcgi, no site.toml beside it).
+    Installed,
+}
+
+impl Run {
+    pub fn of(prog: &str, script: &Path) -> Run {
+        if !prog.contains('/') {
+            return Run::FromPath;
+        }
+        let site_name = script.extension().is_some_and(|x| x == "fcgi");
+        if site_name
+            || crate::config::site_from_env().is_some()
+            || crate::config::locate(script).exists()
+        {
+            Run::Site
+        } else {
+            Run::Installed
+        }
+    }
+
+    /// Why the site of the current directory is checked, for the report.
+    fn why(self) -> &'static str {
+        match self {
+            Run::FromPath => "run from PATH",
+            _ => "which has no site.toml beside it",
+        }
+    }
+}
+
+/// The executable `check` acts for when not run as a site's own
+/// ([`Run`]): the site of the current directory ([`fcgi_in`]), not the
+/// folder the binary is installed in. None when run as the site's, or in
+/// the binary's folder, or (run by a path) where the current directory
+/// holds no site either.
+pub fn stand_in(run: Run, script: &Path) -> Result<Option<PathBuf>, String> {
+    if run == Run::Site {
         return Ok(None);
     }
     let here =
@@ -130,7 +171,26 @@ pub fn stand_in(prog: &str, script: &Path) -> Result<Option<PathBuf>, String> {
     if script.parent().is_some_and(|d| same_file(d, &here)) {
         return Ok(None);
     }
+    if run == Run::Installed && !holds_site(&here) {
+        return Ok(None);
+    }
     fcgi_in(&here, script).map(Some)
+}
+
+/// Does `dir` hold a site: a site.toml, or a .fcgi file?
+fn holds_site(dir: &Path) -> bool {
+    if dir
+        .join(crate::config::SITE_FILE)
+        .symlink_metadata()
+        .is_ok()
+    {
+        return true;
+    }
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .any(|e| e.path().extension().is_some_and(|x| x == "fcgi"))
+    })
 }
 
 /// Do `a` and `b` name one file (through symlinks too)?
@@ -267,14 +327,17 @@ fn command(prog: &str, script: PathBuf, args: &[String]) -> i32 {
             crate::say!("fcgi-shim {VERSION}");
             0
         }
-        Some("check") => match stand_in(prog, &script) {
-            Ok(Some(site)) => check(site, Some(&script), &args[1..]),
-            Ok(None) => check(script, None, &args[1..]),
-            Err(e) => {
-                eprintln!("{prog} check: {e}");
-                2
+        Some("check") => {
+            let run = Run::of(prog, &script);
+            match stand_in(run, &script) {
+                Ok(Some(site)) => check(site, Some((script.as_path(), run)), &args[1..]),
+                Ok(None) => check(script, None, &args[1..]),
+                Err(e) => {
+                    eprintln!("{prog} check: {e}");
+                    2
+                }
             }
-        },
+        }
         Some("runfcgi") => crate::runfcgi::main(prog, &script, &args[1..]),
         Some("init") => crate::init::main(prog, &script, &args[1..]),
         Some(other) => {
@@ -360,8 +423,8 @@ impl Report {
 }
 
 /// `check` of the site whose executable is `script`; `by`: the installed
-/// binary doing it in that one's place (run from PATH, [`stand_in`]).
-fn check(script: PathBuf, by: Option<&Path>, args: &[String]) -> i32 {
+/// binary doing it in that one's place, and how it was run ([`stand_in`]).
+fn check(script: PathBuf, by: Option<(&Path, Run)>, args: &[String]) -> i32 {
     let mut path = "/".to_owned();
     let mut host = "localhost".to_owned();
     for a in args {
@@ -379,28 +442,30 @@ fn check(script: PathBuf, by: Option<&Path>, args: &[String]) -> i32 {
     r.line("fcgi-shim", VERSION);
     // Run from PATH in a folder with neither a .fcgi file nor a .htaccess
     // (a runfcgi site): no web root to look at.
-    let program = by.map_or(Program::Same, |by| program_at(&script, by));
+    let program = by.map_or(Program::Same, |(by, _)| program_at(&script, by));
     let dir = script.parent().unwrap_or(Path::new("."));
     let web_root =
         !matches!(program, Program::Missing) || dir.join(".htaccess").symlink_metadata().is_ok();
     match by {
         None => r.line("executable", script.display()),
-        Some(by) if !web_root => r.line(
+        Some((by, run)) if !web_root => r.line(
             "executable",
             format!(
                 "none in {} (no .fcgi file, no .htaccess: a runfcgi site); its site.toml \
-                 checked by {}, run from PATH",
+                 checked by {}, {}",
                 dir.display(),
-                by.display()
+                by.display(),
+                run.why()
             ),
         ),
-        Some(by) => {
+        Some((by, run)) => {
             r.line(
                 "executable",
                 format!(
-                    "{} (checked by {}, run from PATH)",
+                    "{} (checked by {}, {})",
                     script.display(),
-                    by.display()
+                    by.display(),
+                    run.why()
                 ),
             );
             let (x, install) = (script.display(), install_command(by, &script));

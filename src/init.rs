@@ -16,7 +16,7 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::cli::Program;
+use crate::cli::{Program, Run};
 
 const SITE_TEMPLATE: &str = include_str!("../shim-templates/site.toml");
 const HTACCESS_TEMPLATE: &str = include_str!("../htaccess/auto.htaccess");
@@ -42,7 +42,8 @@ struct Found {
 }
 
 /// `init` for the executable `script`: into DIR, else its folder, else (run
-/// by its bare name from PATH) the current directory.
+/// as a copy installed elsewhere: by its bare name from PATH, or by the
+/// path of a copy with no site beside it, [`Run`]) the current directory.
 pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
     let mut dir: Option<PathBuf> = None;
     let mut project: Option<PathBuf> = None;
@@ -61,11 +62,12 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
             return 2;
         }
     }
+    let run = Run::of(prog, script);
     let dir = match dir {
         Some(d) => d,
-        // Run from PATH (`fcgi-shim init` in the web root): not the folder
-        // the binary is installed in.
-        None if !prog.contains('/') => match std::env::current_dir() {
+        // `fcgi-shim init` or `~/bin/fcgi-shim init` in the web root: not
+        // the folder the binary is installed in.
+        None if run != Run::Site => match std::env::current_dir() {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("{prog} init: cannot tell which folder this is: {e}");
@@ -84,7 +86,7 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
     let own = script
         .parent()
         .is_some_and(|d| crate::cli::same_file(d, &dir));
-    if own && !prog.contains('/') {
+    if own && run == Run::FromPath {
         // `cd ~/bin; fcgi-shim init`: a site.toml here would be the one
         // every `fcgi-shim runfcgi` reads first, whatever its folder.
         eprintln!(

@@ -414,6 +414,78 @@ fn check_run_from_path_in_a_runfcgi_project_folder_skips_the_web_root_checks() {
     );
 }
 
+/// `~/bin/fcgi-shim ARGS`: the copy installed in `bin`, run by its path
+/// from the folder `dir`.
+fn by_path(bin: &Path, dir: &Path, args: &[&str]) -> Output {
+    // from_path puts the copy there; it is run here by its path instead.
+    drop(from_path(bin));
+    let mut cmd = Command::new(bin.join("fcgi-shim"));
+    server_env(&mut cmd).args(args).current_dir(dir);
+    run(&mut cmd, None, Duration::from_secs(20))
+}
+
+#[test]
+fn check_run_by_the_path_of_an_installed_copy_checks_the_site_of_the_current_directory() {
+    let root = WebRoot::echo("check-by-path");
+    let bin = root.tmp.join("bin");
+    let by = bin.join("fcgi-shim");
+    let script = root.www.join("mysite.fcgi");
+    let out = by_path(&bin, &root.www, &["check"]);
+    assert_ok(&out, &[], "OK");
+    assert_line(
+        &out,
+        &format!(
+            "executable        {} (checked by {}, which has no site.toml beside it)",
+            script.display(),
+            by.display()
+        ),
+    );
+    assert_line(
+        &out,
+        &format!("site.toml         {}", root.site().display()),
+    );
+    assert_line(&out, "GET /             200 OK");
+
+    // Run from a folder that holds no site: the binary's own folder is
+    // reported on, as before.
+    let out = by_path(&bin, root.tmp.path(), &["check"]);
+    assert!(!out.status.success(), "{}", out.all_text());
+    assert_line(&out, &format!("executable        {}", by.display()));
+    let theirs = bin.join("site.toml");
+    assert!(
+        out.all_text().contains(&*theirs.to_string_lossy()),
+        "{}",
+        out.all_text()
+    );
+
+    // A site.toml beside the copy makes it a site's own executable.
+    fs::copy(root.site(), &theirs).expect("site.toml beside the copy");
+    let out = by_path(&bin, &root.www, &["check"]);
+    // (With a warning: that folder has no .htaccess denying site.toml.)
+    assert!(out.status.success(), "{}", out.all_text());
+    assert_line(&out, &format!("executable        {}", by.display()));
+    assert_line(&out, &format!("site.toml         {}", theirs.display()));
+}
+
+#[test]
+fn init_run_by_the_path_of_an_installed_copy_writes_into_the_current_directory() {
+    let tmp = TempDir::new("init-by-path");
+    let (bin, www) = (tmp.join("bin"), tmp.join("www"));
+    fs::create_dir_all(&www).expect("web root");
+    let out = by_path(&bin, &www, &["init"]);
+    assert!(out.status.success(), "{}", out.all_text());
+    assert!(www.join("site.toml").is_file(), "{}", out.all_text());
+    assert!(www.join(".htaccess").is_file(), "{}", out.all_text());
+    assert!(!bin.join("site.toml").exists(), "{}", out.all_text());
+    // It says how to put itself there as the site's executable.
+    let install = format!(
+        "cp {} {s}.new && chmod 755 {s}.new && mv {s}.new {s}",
+        bin.join("fcgi-shim").display(),
+        s = www.join("mysite.fcgi").display()
+    );
+    assert!(out.all_text().contains(&install), "{}", out.all_text());
+}
+
 #[test]
 fn check_piped_into_a_reader_that_leaves_ends_quietly() {
     let root = WebRoot::echo("check-epipe");
