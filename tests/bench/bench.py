@@ -1482,6 +1482,16 @@ print(statistics.median(rounds))
         log(f"  {size} bytes ({file_out})")
 
 
+def cpu_model():
+    """The CPU's model name and per-core L2 size, from /proc/cpuinfo: the same
+    VM type may land on other hosts from one day to the next."""
+    info = {}
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    return f"{info.get('model name', 'unknown CPU')}, cache {info.get('cache size', '?')}"
+
+
 def last_cpu(pid):
     """The CPU pid last ran on (/proc/PID/stat field 39); None if gone."""
     try:
@@ -1822,7 +1832,7 @@ def main():
     notes = f"""# fcgi-shim benchmark results
 
 Made by `tests/bench/run{' --quick' if args.quick else ''}` on {time.strftime('%Y-%m-%d %H:%M %Z')} ({mode}{'' if ok else '; INCOMPLETE: the run stopped early'}), in {elapsed / 60:.1f} min.
-Binary: fcgi-shim at {bench.revision} (as the run began). {os.cpu_count()} cores, nothing pinned.
+Binary: fcgi-shim at {bench.revision} (as the run began). {os.cpu_count()} cores ({cpu_model()}, Linux {os.uname().release}), nothing pinned.
 Machine load: before the run {' '.join(load_before)} (1/5/15-min load average), {busy_before * 100:.0f}% CPU busy
 over 3 s; after it {' '.join(load_after)}. Busiest processes before: {'; '.join(top_before) or '—'}.
 Other people's processes during the run (sampled each second, a lower bound): {foreign_avg};
