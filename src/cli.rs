@@ -133,6 +133,7 @@ pub enum Run {
 }
 
 impl Run {
+    /// How `prog` (argv[0]), the executable `script`, was started.
     pub fn of(prog: &str, script: &Path) -> Run {
         if !prog.contains('/') {
             return Run::FromPath;
