@@ -196,13 +196,21 @@ impl Handler for App {
 }
 
 /// The files whose change reloads the site, beside the executable:
-/// site.toml and its `watch` list (`check` shows how they are watched).
-pub fn watched_files(site_file: &Path, site: Option<&Site>) -> Vec<PathBuf> {
+/// site.toml and its `watch` list.
+fn watched_files(site_file: &Path, site: Option<&Site>) -> Vec<PathBuf> {
     let mut files = vec![site_file.to_path_buf()];
     if let Some(site) = site {
         files.extend(site.watch.iter().cloned());
     }
     files
+}
+
+/// What the reload check watches ([`Gate`]): [`watched_files`] and the
+/// executable.
+pub fn reload_paths(script: &Path, site_file: &Path, site: Option<&Site>) -> Vec<PathBuf> {
+    let mut paths = watched_files(site_file, site);
+    paths.push(script.to_path_buf());
+    paths
 }
 
 /// What a watched-file check found.
@@ -286,13 +294,12 @@ impl App {
     /// [`Self::changed`] moves it, and a reload must not forget a
     /// replacement seen only by the stamp.
     fn watch_and_stamp(&mut self, site_stamp: Option<Stamp>) {
-        let files = self.watched();
         if !self.run_once {
-            let mut paths = files.clone();
-            paths.push(self.script.clone());
+            let paths = reload_paths(&self.script, &self.site_file, self.site());
             self.gate.arm(paths);
         }
-        self.stamps = files
+        self.stamps = self
+            .watched()
             .into_iter()
             .map(|p| {
                 let s = if p == self.site_file {

@@ -706,11 +706,10 @@ fn get(r: &mut Report, site: &Site, mut w: Worker, path: &str, host: &str) {
 /// How the running shim notices a touch (watch.rs): by inotify, or by a
 /// stat before every request where inotify could miss one.
 fn reloads(script: &Path, site_file: &Path, s: &Site) -> String {
+    let script = std::path::absolute(script).unwrap_or_else(|_| script.to_path_buf());
     let mut gate = crate::watch::Gate::never();
-    let mut paths = crate::app::watched_files(site_file, Some(s));
-    paths.push(std::path::absolute(script).unwrap_or_else(|_| script.to_path_buf()));
-    gate.arm(paths);
-    match gate.off {
+    gate.arm(crate::app::reload_paths(&script, site_file, Some(s)));
+    match gate.off() {
         None => "a change is seen at the next request (inotify watches the files)".to_owned(),
         Some(why) => format!(
             "a change is seen at the next request (statted before each one: {why}, where inotify could miss a change)"

@@ -1312,31 +1312,35 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
     // reached by no one and named by no pidfile: a start holds the lock
     // until it has written its pidfile, and the next one waits, then takes
     // over from it.
-    let start_lock = match (&opts.bind, &opts.pidfile, &inherited) {
-        (Bind::Unix(_), Some(pidfile), None) => match lock_starts(pidfile) {
-            Ok(lock) => lock,
-            Err(msg) => {
-                crate::error!("{msg}");
-                return 1;
-            }
-        },
+    // (A start that may be a restart: a new one, on a unix socket, with a
+    // pidfile.)
+    let restartable = match (&opts.bind, &opts.pidfile, &inherited) {
+        (Bind::Unix(path), Some(pidfile), None) => Some((path, pidfile)),
         _ => None,
+    };
+    let start_lock = match restartable.map(|(_, pidfile)| lock_starts(pidfile)) {
+        Some(Ok(lock)) => lock,
+        Some(Err(msg)) => {
+            crate::error!("{msg}");
+            return 1;
+        }
+        None => None,
     };
     // Started again with the socket= and pidfile= of a running server (a
     // restart): the new socket is bound beside the old one's path and takes
     // its place only once this server is ready, so that no connection
     // finds no socket, and a start that fails leaves the old one serving.
-    let takeover = match (&opts.bind, &opts.pidfile, &inherited) {
-        (Bind::Unix(path), Some(pidfile), None) => restarting(path, pidfile).map(|old| {
-            let mut staged = path.clone().into_os_string();
-            staged.push(format!(".{}.new", sys::getpid()));
-            (path.clone(), PathBuf::from(staged), old)
-        }),
-        _ => None,
-    }
-    // A name too long for a unix socket: the old way (wait for the old
-    // server to go, then bind).
-    .filter(|(_, staged, _)| unix_addr(staged).is_ok());
+    let takeover = restartable
+        .and_then(|(path, pidfile)| {
+            restarting(path, pidfile).map(|old| {
+                let mut staged = path.clone().into_os_string();
+                staged.push(format!(".{}.new", sys::getpid()));
+                (path.clone(), PathBuf::from(staged), old)
+            })
+        })
+        // A name too long for a unix socket: the old way (wait for the old
+        // server to go, then bind).
+        .filter(|(_, staged, _)| unix_addr(staged).is_ok());
     let first_bind = match &takeover {
         Some((_, staged, _)) => Bind::Unix(staged.clone()),
         None => opts.bind.clone(),
@@ -1432,16 +1436,17 @@ pub fn main(prog: &str, script: &Path, args: &[String]) -> i32 {
     // A restart's socket goes live first: a failure to move it, or a stop
     // signal before it moved, leaves the old server serving and still
     // named by the pidfile.
-    if let Some((path, _, old)) = &takeover
-        && let Err(msg) = match signals::stop_requested() {
+    let moved = takeover
+        .as_ref()
+        .map(|(path, _, old)| match signals::stop_requested() {
             Some(sig) => Err(format!(
                 "{} received before taking over {}; the server there serves on",
                 sys::signal_name(sig),
                 path.display()
             )),
             None => listener.take_over(path, *old),
-        }
-    {
+        });
+    if let Some(Err(msg)) = moved {
         crate::error!("{msg}");
         ready.iter_mut().for_each(|r| r.failed(&msg));
         listener.remove_file();

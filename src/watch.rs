@@ -93,12 +93,21 @@ struct Armed {
 
 pub struct Gate {
     paths: Vec<PathBuf>,
-    armed: Option<Armed>,
-    /// Why the gate is off (for tests and `check`); None when armed.
-    pub off: Option<String>,
+    state: State,
     /// Stat at the next check (just armed: see the module comment).
     pending: bool,
-    retry_at: Option<Instant>,
+}
+
+enum State {
+    /// Not used (CGI, one request): every check stats.
+    Never,
+    Armed(Armed),
+    /// Could not be armed for `why`: every check stats, and the gate tries
+    /// again from `retry_at`.
+    Off {
+        why: String,
+        retry_at: Instant,
+    },
 }
 
 impl Gate {
@@ -106,10 +115,8 @@ impl Gate {
     pub fn never() -> Gate {
         Gate {
             paths: Vec::new(),
-            armed: None,
-            off: Some("not used for one request".to_owned()),
+            state: State::Never,
             pending: true,
-            retry_at: None,
         }
     }
 
@@ -120,35 +127,43 @@ impl Gate {
         self.rearm();
     }
 
-    fn rearm(&mut self) {
-        self.pending = true;
-        self.armed = None;
-        match watch_all(&self.paths) {
-            Ok(a) => {
-                self.armed = Some(a);
-                self.off = None;
-                self.retry_at = None;
-            }
-            Err(why) => self.fail(why),
+    /// Why the gate is off (for tests and `check`); None when armed.
+    pub fn off(&self) -> Option<&str> {
+        match &self.state {
+            State::Never => Some("not used for one request"),
+            State::Armed(_) => None,
+            State::Off { why, .. } => Some(why),
         }
     }
 
+    fn rearm(&mut self) {
+        self.pending = true;
+        self.state = match watch_all(&self.paths) {
+            Ok(a) => State::Armed(a),
+            Err(why) => Gate::failed(why),
+        };
+    }
+
     /// Off for `why`, to be tried again after [`RETRY`].
-    fn fail(&mut self, why: String) {
-        self.armed = None;
-        self.off = Some(why);
-        self.retry_at = Some(Instant::now() + RETRY);
+    fn failed(why: String) -> State {
+        State::Off {
+            why,
+            retry_at: Instant::now() + RETRY,
+        }
     }
 
     /// Must the stamps be compared now? False only when the gate is armed
     /// and no event since the last check could have changed one.
     pub fn must_check(&mut self) -> bool {
-        let Some(a) = self.armed.as_mut() else {
-            if self.retry_at.is_some_and(|t| Instant::now() >= t) {
-                self.rearm();
-                // This check stats, after the watches: nothing left pending.
-                self.pending = false;
-            }
+        if let State::Off { retry_at, .. } = &self.state
+            && Instant::now() >= *retry_at
+        {
+            self.rearm();
+            // This check stats, after the watches: nothing left pending.
+            self.pending = false;
+            return true;
+        }
+        let State::Armed(a) = &mut self.state else {
             return true;
         };
         let mut set = [
@@ -165,7 +180,7 @@ impl Gate {
             Ok((check, lost)) => (check, lost || remount),
             Err(e) => {
                 // Not expected from inotify; the stamps stay the judge.
-                self.fail(format!("reading inotify: {e}"));
+                self.state = Gate::failed(format!("reading inotify: {e}"));
                 return true;
             }
         };
@@ -383,7 +398,7 @@ mod tests {
     fn armed(paths: &[PathBuf]) -> Gate {
         let mut g = Gate::never();
         g.arm(paths.to_vec());
-        assert_eq!(g.off, None, "the gate must arm on {paths:?}");
+        assert_eq!(g.off(), None, "the gate must arm on {paths:?}");
         assert!(g.must_check(), "the first check after arming stats");
         assert!(!g.must_check(), "nothing happened");
         g
@@ -499,19 +514,16 @@ mod tests {
         };
         assert_eq!(r, 0, "mount --bind: {}", io::Error::last_os_error());
         let mounted = Mounted(dst);
-        assert_eq!(
-            fs::read_to_string(www.join("site.toml")).expect("read"),
-            "two"
-        );
-        assert!(g.must_check(), "mounted over");
-        assert!(!g.must_check());
+        // The path shows `now`, and the gate saw the change once.
+        let seen = |g: &mut Gate, now: &str, what: &str| {
+            let read = fs::read_to_string(www.join("site.toml")).expect("read");
+            assert_eq!(read, now, "{what}");
+            assert!(g.must_check(), "{what}");
+            assert!(!g.must_check(), "{what}, once");
+        };
+        seen(&mut g, "two", "mounted over");
         drop(mounted);
-        assert_eq!(
-            fs::read_to_string(www.join("site.toml")).expect("read"),
-            "one"
-        );
-        assert!(g.must_check(), "unmounted");
-        assert!(!g.must_check());
+        seen(&mut g, "one", "unmounted");
     }
 
     #[test]
@@ -546,7 +558,7 @@ mod tests {
         ] {
             let mut g = Gate::never();
             g.arm(vec![path.clone()]);
-            let off = g.off.clone().unwrap_or_default();
+            let off = g.off().unwrap_or_default();
             assert!(off.contains(why), "{path:?}: {off:?}");
             assert!(g.must_check() && g.must_check(), "off: every check stats");
         }
@@ -557,7 +569,7 @@ mod tests {
         // /proc is not on the list (nor is any network file system).
         let mut g = Gate::never();
         g.arm(vec![PathBuf::from("/proc/cpuinfo")]);
-        let off = g.off.clone().unwrap_or_default();
+        let off = g.off().unwrap_or_default();
         assert!(off.contains("may miss changes"), "{off:?}");
         assert!(g.must_check());
     }
@@ -568,11 +580,14 @@ mod tests {
         let f = d.0.join("later/site.toml");
         let mut g = Gate::never();
         g.arm(vec![f.clone()]);
-        assert!(g.off.is_some());
+        assert!(g.off().is_some());
         fs::create_dir(d.0.join("later")).expect("mkdir");
-        g.retry_at = Some(Instant::now());
+        let State::Off { retry_at, .. } = &mut g.state else {
+            panic!("the gate is not off");
+        };
+        *retry_at = Instant::now();
         assert!(g.must_check(), "off, and then just armed");
-        assert_eq!(g.off, None, "armed on the retry");
+        assert_eq!(g.off(), None, "armed on the retry");
         assert!(!g.must_check());
     }
 }
