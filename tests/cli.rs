@@ -260,11 +260,7 @@ fn check_run_from_path_checks_the_site_of_the_current_directory() {
 
     // What the web server runs is not what checks it: said, with the
     // commands that put this one in its place.
-    let install = format!(
-        "cp {} {s}.new && chmod 755 {s}.new && mv {s}.new {s}",
-        by.display(),
-        s = script.display()
-    );
+    let install = install_step(&by, &script);
     let x = script.display();
     fs::remove_file(&script).expect("rm mysite.fcgi");
     fs::write(
@@ -478,11 +474,7 @@ fn init_run_by_the_path_of_an_installed_copy_writes_into_the_current_directory()
     assert!(www.join(".htaccess").is_file(), "{}", out.all_text());
     assert!(!bin.join("site.toml").exists(), "{}", out.all_text());
     // It says how to put itself there as the site's executable.
-    let install = format!(
-        "cp {} {s}.new && chmod 755 {s}.new && mv {s}.new {s}",
-        bin.join("fcgi-shim").display(),
-        s = www.join("mysite.fcgi").display()
-    );
+    let install = install_step(&bin.join("fcgi-shim"), &www.join("mysite.fcgi"));
     assert!(out.all_text().contains(&install), "{}", out.all_text());
 }
 
@@ -708,6 +700,52 @@ fn check_says_a_web_root_through_a_symbolic_link_is_statted_before_each_request(
             "reloads           a change is seen at the next request (statted before each one: \
              {} is a symbolic link or not a directory, where inotify could miss a change)",
             link.display()
+        ),
+    );
+}
+
+#[test]
+fn check_says_a_web_root_below_a_folder_it_may_not_read_is_statted_before_each_request() {
+    // /home/USER mode 711: the web server's user may pass through but not
+    // list it, and inotify watches only what its caller may read.
+    use std::os::unix::fs::{PermissionsExt, chown};
+    use std::os::unix::process::CommandExt;
+    let tmp = TempDir::new("check-unreadable");
+    let locked = tmp.join("home");
+    let (www, apps, logs) = (locked.join("www"), tmp.join("apps"), tmp.join("logs"));
+    for d in [&www, &apps, &logs] {
+        fs::create_dir_all(d).expect("mkdir");
+    }
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o711)).expect("chmod 711");
+    fs::copy(apps_dir().join("echo.py"), apps.join("echo.py")).expect("copy the app");
+    let site = www.join("site.toml");
+    fs::write(
+        &site,
+        format!(
+            "python = \"python3\"\nsearch_path = [{}]\nwsgi_app = \"echo:app\"\nlog_file = {}\n",
+            toml_str(&apps.to_string_lossy()),
+            toml_str(&logs.join("shim.log").to_string_lossy())
+        ),
+    )
+    .expect("site.toml");
+    fs::set_permissions(&site, fs::Permissions::from_mode(0o600)).expect("chmod 600");
+    let exe = install_binary(&www);
+    for p in [&www, &site, &logs] {
+        chown(p, Some(33), Some(33)).expect("chown www-data");
+    }
+    let mut cmd = Command::new(&exe);
+    server_env(&mut cmd)
+        .arg("check")
+        .current_dir(&www)
+        .uid(33)
+        .gid(33);
+    let out = run(&mut cmd, None, Duration::from_secs(20));
+    assert_line(
+        &out,
+        &format!(
+            "reloads           a change is seen at the next request (statted before each one: \
+             watching {}: Permission denied (os error 13), where inotify could miss a change)",
+            locked.display()
         ),
     );
 }

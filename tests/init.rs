@@ -392,13 +392,7 @@ fn init_run_from_path_writes_into_the_current_directory_for_its_fcgi_file() {
     assert_eq!(htaccess, shipped);
     let steps = out.stdout_text();
     let by = bin.join("fcgi-shim");
-    let install = |at: &Path| {
-        format!(
-            "cp {} {s}.new && chmod 755 {s}.new && mv {s}.new {s}",
-            by.display(),
-            s = at.display()
-        )
-    };
+    let install = |at: &Path| install_step(&by, at);
     let put = format!(
         "  - put this binary there: {}",
         install(&www.join("mysite.fcgi"))

@@ -494,6 +494,16 @@ impl Hammer {
     }
 }
 
+/// Fails unless a [`Hammer`] sent `n` > 0 requests and none `failed`;
+/// `what` starts the message, `log` (the servers' output) ends it.
+fn assert_none_failed(n: usize, failed: &[String], what: &str, log: &str) {
+    assert!(
+        n > 0 && failed.is_empty(),
+        "{what}{} of {n} failed: {failed:?}\n{log}",
+        failed.len()
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Options
 
@@ -999,11 +1009,7 @@ fn touch_reloads_the_app_without_a_failed_request() {
     });
     let (n, failed, marks) = hammer.finish();
     assert!(reloaded, "still serving v1 after touch\n{}", site.output());
-    assert!(
-        failed.is_empty(),
-        "{} of {n} failed: {failed:?}",
-        failed.len()
-    );
+    assert_none_failed(n, &failed, "", &site.output());
     assert_eq!(
         marks.last().map(String::as_str),
         Some("v2-new"),
@@ -1048,12 +1054,7 @@ fn replacing_the_binary_reexecutes_the_supervisor_keeping_the_socket() {
         children_of(sup),
         site.output()
     );
-    assert!(
-        failed.is_empty(),
-        "{} of {n} failed: {failed:?}\n{}",
-        failed.len(),
-        site.output()
-    );
+    assert_none_failed(n, &failed, "", &site.output());
     assert_eq!(site.read_pidfile("mv.pid"), sup, "same pid after re-exec");
     assert!(zombie_children(sup).is_empty());
     site.stop(i);
@@ -1075,12 +1076,7 @@ fn a_threaded_server_reexecutes_a_replaced_binary_keeping_the_socket() {
     assert!(reexeced, "still the old binary\n{}", site.output());
     thread::sleep(Duration::from_millis(500));
     let (n, failed, _) = hammer.finish();
-    assert!(
-        failed.is_empty(),
-        "{} of {n} failed: {failed:?}\n{}",
-        failed.len(),
-        site.output()
-    );
+    assert_none_failed(n, &failed, "", &site.output());
     ident(&addr).expect("serving after the re-exec");
     assert_eq!(
         site.wait_exit(i, Duration::ZERO),
@@ -1217,12 +1213,7 @@ fn starting_again_with_the_same_socket_and_pidfile_takes_over_without_a_failed_r
         );
         thread::sleep(Duration::from_millis(200));
         let (n, failed, _) = hammer.finish();
-        assert!(
-            n > 0 && failed.is_empty(),
-            "{method}: {} of {n} failed: {failed:?}\n{}",
-            failed.len(),
-            site.output()
-        );
+        assert_none_failed(n, &failed, &format!("{method}: "), &site.output());
         site.assert_answered(running, method);
         assert_eq!(site.read_pidfile("site.pid"), second, "{method}");
         // And again: a server that took over is listed under its staged
@@ -1326,12 +1317,7 @@ fn a_stop_signal_while_a_restart_imports_leaves_the_running_server_serving() {
     }
     thread::sleep(Duration::from_millis(300));
     let (n, failed, _) = hammer.finish();
-    assert!(
-        n > 0 && failed.is_empty(),
-        "{} of {n} failed: {failed:?}\n{}",
-        failed.len(),
-        site.output()
-    );
+    assert_none_failed(n, &failed, "", &site.output());
     assert!(!process_gone(first), "the running server was stopped");
     assert_eq!(site.read_pidfile("site.pid"), first);
     ident(&addr).unwrap_or_else(|e| panic!("after the stopped restart: {e}"));
@@ -1378,12 +1364,7 @@ fn two_restarts_at_once_leave_only_the_server_the_pidfile_names() {
         site.output()
     );
     let (n, failed, _) = hammer.finish();
-    assert!(
-        n > 0 && failed.is_empty(),
-        "{} of {n} failed: {failed:?}\n{}",
-        failed.len(),
-        site.output()
-    );
+    assert_none_failed(n, &failed, "", &site.output());
     ident(&addr).unwrap_or_else(|e| panic!("after two restarts: {e}"));
     assert!(
         site.dir.join("site.pid.lock").exists(),
@@ -1623,12 +1604,7 @@ fn threaded_touch_reloads_the_app_without_a_failed_request() {
     thread::sleep(Duration::from_millis(300));
     let (n, failed, marks) = hammer.finish();
     assert!(reloaded, "still serving v1 after touch\n{}", site.output());
-    assert!(
-        failed.is_empty(),
-        "{} of {n} failed: {failed:?}\n{}",
-        failed.len(),
-        site.output()
-    );
+    assert_none_failed(n, &failed, "", &site.output());
     assert_eq!(marks, ["v1", "v2-threaded"], "the mark went back and forth");
     // A new Python, and the old one is gone.
     let (_, new_worker, _) = ident(&addr).expect("request");

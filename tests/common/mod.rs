@@ -859,6 +859,16 @@ pub fn install_binary(dir: &Path) -> PathBuf {
     dest
 }
 
+/// The step check and init print to put the program `by` at `at` (paths
+/// with nothing in them that sh would need quoted).
+pub fn install_step(by: &Path, at: &Path) -> String {
+    format!(
+        "cp {} {s}.new && chmod 755 {s}.new && mv {s}.new {s}",
+        by.display(),
+        s = at.display()
+    )
+}
+
 /// The binary installed as `<bin>/fcgi-shim` and run by that bare name,
 /// as from a shell whose PATH has `bin` first (the web server's after it).
 pub fn from_path(bin: &Path) -> Command {
