@@ -712,7 +712,7 @@ fn reloads(script: &Path, site_file: &Path, s: &Site) -> String {
     match gate.off() {
         None => "a change is seen at the next request (inotify watches the files)".to_owned(),
         Some(why) => format!(
-            "a change is seen at the next request (statted before each one: {why}, where inotify could miss a change)"
+            "a change is seen at the next request (statted before each one, without inotify: {why})"
         ),
     }
 }

@@ -247,7 +247,19 @@ fn watch_all(paths: &[PathBuf]) -> Result<Armed, String> {
     // SAFETY: inotify_init1 takes flags only.
     let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
     if fd < 0 {
-        return Err(format!("inotify: {}", io::Error::last_os_error()));
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EMFILE) {
+            return Err(format!("inotify: {e}"));
+        }
+        // EMFILE is the user's limit of instances far more often than the
+        // process's limit of descriptors: other sites of the same account,
+        // editors and file managers each hold one.
+        let max = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_instances")
+            .map_or_else(|_| "?".to_owned(), |s| s.trim().to_owned());
+        return Err(format!(
+            "no inotify instance left: this user holds the {max} that \
+             fs.inotify.max_user_instances allows, or the process has no descriptor free"
+        ));
     }
     // SAFETY: a new descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };

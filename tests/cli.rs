@@ -697,8 +697,8 @@ fn check_says_a_web_root_through_a_symbolic_link_is_statted_before_each_request(
     assert_line(
         &out,
         &format!(
-            "reloads           a change is seen at the next request (statted before each one: \
-             {} is a symbolic link or not a directory, where inotify could miss a change)",
+            "reloads           a change is seen at the next request (statted before each one, \
+             without inotify: {} is a symbolic link or not a directory)",
             link.display()
         ),
     );
@@ -743,9 +743,51 @@ fn check_says_a_web_root_below_a_folder_it_may_not_read_is_statted_before_each_r
     assert_line(
         &out,
         &format!(
-            "reloads           a change is seen at the next request (statted before each one: \
-             watching {}: Permission denied (os error 13), where inotify could miss a change)",
+            "reloads           a change is seen at the next request (statted before each one, \
+             without inotify: watching {}: Permission denied (os error 13))",
             locked.display()
+        ),
+    );
+}
+
+#[test]
+fn check_says_the_reload_check_stats_when_the_user_has_no_inotify_instance_left() {
+    use std::os::unix::process::CommandExt;
+    // A uid of its own: the limit is per user, and root's tests use inotify.
+    const UID: u32 = 48231;
+    let tmp = TempDir::new("check-no-inotify");
+    let www = tmp.join("www");
+    fs::create_dir_all(&www).expect("mkdir");
+    fs::copy(apps_dir().join("echo.py"), www.join("echo.py")).expect("copy the app");
+    fs::write(
+        www.join("site.toml"),
+        format!(
+            "python = \"python3\"\nsearch_path = [{}]\nwsgi_app = \"echo:app\"\nlog_file = {}\n",
+            toml_str(&www.to_string_lossy()),
+            toml_str(&www.join("shim.log").to_string_lossy())
+        ),
+    )
+    .expect("site.toml");
+    chown_tree(&www, UID);
+    // After the chown: the link is the test binary's own inode.
+    let exe = install_binary(&www);
+    let max = fs::read_to_string("/proc/sys/fs/inotify/max_user_instances").expect("read");
+    let _hog = InotifyHog::new(UID);
+    let mut cmd = Command::new(&exe);
+    server_env(&mut cmd)
+        .arg("check")
+        .current_dir(&www)
+        .uid(UID)
+        .gid(UID);
+    let out = run(&mut cmd, None, Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(0), "{}", out.all_text());
+    assert_line(
+        &out,
+        &format!(
+            "reloads           a change is seen at the next request (statted before each one, \
+             without inotify: no inotify instance left: this user holds the {} that \
+             fs.inotify.max_user_instances allows, or the process has no descriptor free)",
+            max.trim()
         ),
     );
 }

@@ -673,6 +673,52 @@ fn release(at: &std::path::Path, home: &std::path::Path, value: &str) {
     fs::write(at.join("site.toml"), site_toml(home, "reload_probe:app")).expect("write site");
 }
 
+#[test]
+fn with_no_inotify_instance_left_a_touch_still_reloads_and_the_gate_arms_once_one_is_free() {
+    // A uid of its own: the limit is per user, and root's tests use inotify.
+    const UID: u32 = 48232;
+    let dir = TempDir::new("no-inotify");
+    fs::write(dir.join("value.txt"), "one").expect("write value");
+    fs::write(dir.join("reload_probe.py"), RELOAD_PROBE).expect("write module");
+    let site = dir.join("site.toml");
+    fs::write(
+        &site,
+        format!(
+            "python = \"python3\"\nsearch_path = [{}]\nwsgi_app = \"reload_probe:app\"\n\
+             log_file = {}\n",
+            toml_str(&dir.path().to_string_lossy()),
+            toml_str(&dir.join("shim.log").to_string_lossy())
+        ),
+    )
+    .expect("write site");
+    let hog = InotifyHog::new(UID);
+    let srv = Server::start_as(dir, UID);
+    check_reload(&srv, &site, mtime_secs(&site) + 10);
+    assert!(
+        inotify_watched(srv.pid()).is_empty(),
+        "no instance was free, yet the shim watches something"
+    );
+    // With one free, the gate tries again within 5 s (at a request or
+    // while idle) and then watches; a touch is seen as before.
+    drop(hog);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while inotify_watched(srv.pid()).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gate did not arm once an instance was free\n{}",
+            srv.describe()
+        );
+        let _ = srv.get("x");
+        thread::sleep(Duration::from_millis(250));
+    }
+    let (_, before) = value_and_pid(&srv.get("x"));
+    fs::write(srv.dir.join("value.txt"), "three").expect("write value");
+    set_mtime(&site, mtime_secs(&site) + 10);
+    let (value, after) = value_and_pid(&srv.get("x"));
+    assert_eq!(value, "three", "a touch under the armed gate must reload");
+    assert_ne!(after, before, "the worker must be a new process");
+}
+
 /// The inodes the shim's inotify descriptors watch (/proc/PID/fdinfo).
 fn inotify_watched(pid: i32) -> Vec<u64> {
     let mut inodes = Vec::new();

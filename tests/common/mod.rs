@@ -177,21 +177,38 @@ impl Server {
     /// web server's spawner leaves them.
     pub fn start_in_with(dir: TempDir, inherited: &[(i32, i32)]) -> Server {
         let site = dir.join("site.toml");
-        Server::spawn(dir, &site, inherited)
+        Server::spawn(dir, &site, inherited, None)
+    }
+
+    /// As [`Server::start_in`], run as `uid` (and gid): `dir` is given to
+    /// it and the binary linked into it, as a web root holds it (after the
+    /// chown: the link is BIN's inode).
+    pub fn start_as(dir: TempDir, uid: u32) -> Server {
+        chown_tree(dir.path(), uid);
+        install_binary(dir.path());
+        let site = dir.join("site.toml");
+        Server::spawn(dir, &site, &[], Some(uid))
     }
 
     /// As [`Server::start_in`], with site.toml at `site` (FCGI_SHIM_SITE)
     /// instead of in `dir`.
     pub fn start_site(dir: TempDir, site: &Path) -> Server {
-        Server::spawn(dir, site, &[])
+        Server::spawn(dir, site, &[], None)
     }
 
-    fn spawn(dir: TempDir, site: &Path, inherited: &[(i32, i32)]) -> Server {
+    fn spawn(dir: TempDir, site: &Path, inherited: &[(i32, i32)], uid: Option<u32>) -> Server {
         let inherited = inherited.to_vec();
         let sock = dir.join("fcgi.sock");
         let listener = UnixListener::bind(&sock).expect("bind unix socket");
         let fd = listener.as_raw_fd();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match uid {
+            Some(uid) => {
+                let mut cmd = Command::new(dir.join("mysite.fcgi"));
+                cmd.uid(uid).gid(uid);
+                cmd
+            }
+            None => Command::new(BIN),
+        };
         server_env(&mut cmd)
             .env("FCGI_SHIM_SITE", site)
             .current_dir(dir.path())
@@ -847,6 +864,82 @@ pub fn spawn_retrying(cmd: &mut Command) -> Child {
 }
 
 /// Installs the binary as `<dir>/mysite.fcgi`, the way a user deploys it.
+/// `chown -R uid:uid dir`.
+pub fn chown_tree(dir: &Path, uid: u32) {
+    std::os::unix::fs::chown(dir, Some(uid), Some(uid)).expect("chown");
+    for entry in fs::read_dir(dir).expect("list dir").flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            chown_tree(&path, uid);
+        } else {
+            std::os::unix::fs::lchown(&path, Some(uid), Some(uid)).expect("chown");
+        }
+    }
+}
+
+/// Every inotify instance `uid` may hold, held by a Python child running as
+/// that uid until dropped: a shared account whose other sites, editors and
+/// file managers took them all (fs.inotify.max_user_instances, 128 by
+/// default). `uid` must be one no other process uses.
+pub struct InotifyHog(Child);
+
+impl InotifyHog {
+    pub fn new(uid: u32) -> InotifyHog {
+        const HOG: &str = r#"
+import ctypes, resource, sys
+libc = ctypes.CDLL(None, use_errno=True)
+_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+held = []
+while True:
+    fd = libc.inotify_init1(0o2000000)
+    if fd < 0:
+        break
+    held.append(fd)
+print(len(held), ctypes.get_errno(), flush=True)
+sys.stdin.read()
+"#;
+        let max: usize = fs::read_to_string("/proc/sys/fs/inotify/max_user_instances")
+            .expect("read fs.inotify.max_user_instances")
+            .trim()
+            .parse()
+            .expect("a number");
+        let mut child = Command::new("python3")
+            .args(["-c", HOG])
+            .env_clear()
+            .env("PATH", SERVER_PATH)
+            .uid(uid)
+            .gid(uid)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the inotify hog");
+        let mut line = String::new();
+        io::BufRead::read_line(
+            &mut io::BufReader::new(child.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("read the hog");
+        let (held, errno) = line
+            .trim()
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("the hog said {line:?}"));
+        assert_eq!(
+            (held.parse::<usize>().ok(), errno.parse::<i32>().ok()),
+            (Some(max), Some(libc::EMFILE)),
+            "the hog must hold all {max} instances of uid {uid} and be refused with EMFILE"
+        );
+        InotifyHog(child)
+    }
+}
+
+impl Drop for InotifyHog {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn install_binary(dir: &Path) -> PathBuf {
     let dest = dir.join("mysite.fcgi");
     // Already installed: a copy onto a hard link of BIN would truncate BIN.
