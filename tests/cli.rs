@@ -759,20 +759,11 @@ fn check_says_the_reload_check_stats_when_the_user_has_no_inotify_instance_left(
     let www = tmp.join("www");
     fs::create_dir_all(&www).expect("mkdir");
     fs::copy(apps_dir().join("echo.py"), www.join("echo.py")).expect("copy the app");
-    fs::write(
-        www.join("site.toml"),
-        format!(
-            "python = \"python3\"\nsearch_path = [{}]\nwsgi_app = \"echo:app\"\nlog_file = {}\n",
-            toml_str(&www.to_string_lossy()),
-            toml_str(&www.join("shim.log").to_string_lossy())
-        ),
-    )
-    .expect("site.toml");
+    fs::write(www.join("site.toml"), own_site_toml(&www, "echo:app")).expect("site.toml");
     chown_tree(&www, UID);
     // After the chown: the link is the test binary's own inode.
     let exe = install_binary(&www);
-    let max = fs::read_to_string("/proc/sys/fs/inotify/max_user_instances").expect("read");
-    let _hog = InotifyHog::new(UID);
+    let hog = InotifyHog::new(UID);
     let mut cmd = Command::new(&exe);
     server_env(&mut cmd)
         .arg("check")
@@ -787,7 +778,7 @@ fn check_says_the_reload_check_stats_when_the_user_has_no_inotify_instance_left(
             "reloads           a change is seen at the next request (statted before each one, \
              without inotify: no inotify instance left: this user holds the {} that \
              fs.inotify.max_user_instances allows, or the process has no descriptor free)",
-            max.trim()
+            hog.held
         ),
     );
 }

@@ -681,16 +681,7 @@ fn with_no_inotify_instance_left_a_touch_still_reloads_and_the_gate_arms_once_on
     fs::write(dir.join("value.txt"), "one").expect("write value");
     fs::write(dir.join("reload_probe.py"), RELOAD_PROBE).expect("write module");
     let site = dir.join("site.toml");
-    fs::write(
-        &site,
-        format!(
-            "python = \"python3\"\nsearch_path = [{}]\nwsgi_app = \"reload_probe:app\"\n\
-             log_file = {}\n",
-            toml_str(&dir.path().to_string_lossy()),
-            toml_str(&dir.join("shim.log").to_string_lossy())
-        ),
-    )
-    .expect("write site");
+    fs::write(&site, own_site_toml(dir.path(), "reload_probe:app")).expect("write site");
     let hog = InotifyHog::new(UID);
     let srv = Server::start_as(dir, UID);
     check_reload(&srv, &site, mtime_secs(&site) + 10);

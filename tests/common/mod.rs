@@ -107,6 +107,17 @@ pub fn site_toml(dir: &Path, app: &str) -> String {
     )
 }
 
+/// As [`site_toml`], looking in `dir` only: for a site run as another
+/// user, who may not be able to read the checkout's tests/apps.
+pub fn own_site_toml(dir: &Path, app: &str) -> String {
+    format!(
+        "python = \"python3\"\nsearch_path = [{}]\nwsgi_app = {}\nlog_file = {}\n",
+        toml_str(&dir.to_string_lossy()),
+        toml_str(app),
+        toml_str(&dir.join("shim.log").to_string_lossy()),
+    )
+}
+
 pub fn write_site(dir: &Path, app: &str) -> PathBuf {
     let path = dir.join("site.toml");
     fs::write(&path, site_toml(dir, app)).expect("write site.toml");
@@ -185,9 +196,9 @@ impl Server {
     /// chown: the link is BIN's inode).
     pub fn start_as(dir: TempDir, uid: u32) -> Server {
         chown_tree(dir.path(), uid);
-        install_binary(dir.path());
+        let exe = install_binary(dir.path());
         let site = dir.join("site.toml");
-        Server::spawn(dir, &site, &[], Some(uid))
+        Server::spawn(dir, &site, &[], Some((&exe, uid)))
     }
 
     /// As [`Server::start_in`], with site.toml at `site` (FCGI_SHIM_SITE)
@@ -196,14 +207,21 @@ impl Server {
         Server::spawn(dir, site, &[], None)
     }
 
-    fn spawn(dir: TempDir, site: &Path, inherited: &[(i32, i32)], uid: Option<u32>) -> Server {
+    /// `as_user`: the installed program and the uid (and gid) it runs as;
+    /// else BIN, as root.
+    fn spawn(
+        dir: TempDir,
+        site: &Path,
+        inherited: &[(i32, i32)],
+        as_user: Option<(&Path, u32)>,
+    ) -> Server {
         let inherited = inherited.to_vec();
         let sock = dir.join("fcgi.sock");
         let listener = UnixListener::bind(&sock).expect("bind unix socket");
         let fd = listener.as_raw_fd();
-        let mut cmd = match uid {
-            Some(uid) => {
-                let mut cmd = Command::new(dir.join("mysite.fcgi"));
+        let mut cmd = match as_user {
+            Some((exe, uid)) => {
+                let mut cmd = Command::new(exe);
                 cmd.uid(uid).gid(uid);
                 cmd
             }
@@ -863,7 +881,6 @@ pub fn spawn_retrying(cmd: &mut Command) -> Child {
     panic!("spawn {cmd:?}: text file busy");
 }
 
-/// Installs the binary as `<dir>/mysite.fcgi`, the way a user deploys it.
 /// `chown -R uid:uid dir`.
 pub fn chown_tree(dir: &Path, uid: u32) {
     std::os::unix::fs::chown(dir, Some(uid), Some(uid)).expect("chown");
@@ -881,7 +898,11 @@ pub fn chown_tree(dir: &Path, uid: u32) {
 /// that uid until dropped: a shared account whose other sites, editors and
 /// file managers took them all (fs.inotify.max_user_instances, 128 by
 /// default). `uid` must be one no other process uses.
-pub struct InotifyHog(Child);
+pub struct InotifyHog {
+    child: Child,
+    /// fs.inotify.max_user_instances: all of them.
+    pub held: usize,
+}
 
 impl InotifyHog {
     pub fn new(uid: u32) -> InotifyHog {
@@ -929,17 +950,18 @@ sys.stdin.read()
             (Some(max), Some(libc::EMFILE)),
             "the hog must hold all {max} instances of uid {uid} and be refused with EMFILE"
         );
-        InotifyHog(child)
+        InotifyHog { child, held: max }
     }
 }
 
 impl Drop for InotifyHog {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
+/// Installs the binary as `<dir>/mysite.fcgi`, the way a user deploys it.
 pub fn install_binary(dir: &Path) -> PathBuf {
     let dest = dir.join("mysite.fcgi");
     // Already installed: a copy onto a hard link of BIN would truncate BIN.
