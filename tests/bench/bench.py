@@ -63,6 +63,8 @@ WWW_USER = "www-data"
 SERVER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MODULES = Path("/usr/lib/apache2/modules")
 HELLO_BODY = b"Hello, world!\n"
+# fcgi-shim with null_worker.c in place of Python: the floor of its design.
+NULL = "fcgi-shim + C worker (no Python)"
 DJANGO_MARK = b"Hello from djsite"
 SECTIONS = ("hello", "django", "apache", "cgi", "memory", "size", "placement")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -672,8 +674,9 @@ class Bench:
         for name, flags in (("hello_fcgi", []), ("hello_fcgi_nl", ["-DNO_LINGER"])):
             subprocess.run(["gcc", "-O2", "-Wall", *flags, "-o", str(ROOT / "bin" / name),
                             str(BENCH / "hello_fcgi.c"), "-lfcgi"], check=True)
-        subprocess.run(["gcc", "-O2", "-Wall", "-o", str(ROOT / "bin" / "pipe_rtt"),
-                        str(BENCH / "pipe_rtt.c")], check=True)
+        for name in ("pipe_rtt", "null_worker"):
+            subprocess.run(["gcc", "-O2", "-Wall", "-o", str(ROOT / "bin" / name),
+                            str(BENCH / f"{name}.c")], check=True)
         self.copy_django(ROOT / "djsite")
         (ROOT / "djdata").mkdir()
         chown_www(ROOT / "djdata")
@@ -700,15 +703,16 @@ class Bench:
         return {"DJANGO_SETTINGS_MODULE": "mysite.settings",
                 "DJSITE_DATA_DIR": str(ROOT / "djdata")}
 
-    def toml(self, app=None, django_project=None):
+    def toml(self, app=None, django_project=None, python=PYTHON):
         """site.toml for a WSGI app of apps/ ("module:callable") or for
         the Django project at django_project; nothing else is set, so
-        every other key has its default."""
+        every other key has its default. `python` is the interpreter the
+        shim starts (null_worker for the design's floor)."""
         if django_project:
             return (f'python = "{PYTHON}"\nsearch_path = ["{django_project}"]\n'
                     f'settings_module = "mysite.settings"\n\n'
                     f'[env]\nDJSITE_DATA_DIR = "{ROOT / "djdata"}"\n')
-        return f'python = "{PYTHON}"\nsearch_path = ["{ROOT / "apps"}"]\nwsgi_app = "{app}"\n'
+        return f'python = "{python}"\nsearch_path = ["{ROOT / "apps"}"]\nwsgi_app = "{app}"\n'
 
     # -- measuring one server behind a web server --
 
@@ -782,21 +786,32 @@ class Bench:
         """Section 1's servers, named `prefix`-...; on `cpus` if given;
         those labelled in `only` if given."""
         apps = ROOT / "apps"
-        shim_dir = self.site_dir(prefix, self.toml("hello:application"))
+
+        def shim(tag, python=PYTHON):
+            d = self.site_dir(f"{prefix}{tag}", self.toml("hello:application", python=python))
+            return [d / "mysite.fcgi"], d
+
         servers = [
-            ("fcgi-shim", [shim_dir / "mysite.fcgi"], shim_dir),
-            ("flup fcgi_single", [PYTHON, apps / "flup_server.py", "single",
-                                  "hello:application", apps], None),
-            ("flup fcgi (threaded)", [PYTHON, apps / "flup_server.py", "threaded",
-                                      "hello:application", apps], None),
-            ("uWSGI", uwsgi_argv(apps, "hello:application"), apps),
-            ("C libfcgi", [ROOT / "bin" / "hello_fcgi"], None),
-            ("C libfcgi, no linger", [ROOT / "bin" / "hello_fcgi", "--no-linger"], None),
+            ("fcgi-shim", lambda: shim("")),
+            (NULL, lambda: shim("-null", ROOT / "bin" / "null_worker")),
+            ("flup fcgi_single", lambda: ([PYTHON, apps / "flup_server.py", "single",
+                                           "hello:application", apps], None)),
+            ("flup fcgi (threaded)", lambda: ([PYTHON, apps / "flup_server.py", "threaded",
+                                               "hello:application", apps], None)),
+            ("uWSGI", lambda: (uwsgi_argv(apps, "hello:application"), apps)),
+            ("C libfcgi", lambda: ([ROOT / "bin" / "hello_fcgi"], None)),
+            ("C libfcgi, no linger", lambda: ([ROOT / "bin" / "hello_fcgi", "--no-linger"], None)),
         ]
-        names = {"fcgi-shim": "shim", "flup fcgi_single": "flup1", "flup fcgi (threaded)": "flupt",
-                 "uWSGI": "uwsgi", "C libfcgi": "c", "C libfcgi, no linger": "c-nl"}
-        return [(label, Spawned(f"{prefix}-{names[label]}", argv, cwd=cwd, cpus=cpus))
-                for label, argv, cwd in servers if only is None or label in only]
+        names = {"fcgi-shim": "shim", NULL: "null", "flup fcgi_single": "flup1",
+                 "flup fcgi (threaded)": "flupt", "uWSGI": "uwsgi", "C libfcgi": "c",
+                 "C libfcgi, no linger": "c-nl"}
+        out = []
+        for label, make in servers:
+            if only is None or label in only:
+                argv, cwd = make()  # the shims' site folders only when wanted
+                out.append((label, Spawned(f"{prefix}-{names[label]}", argv, cwd=cwd,
+                                           cpus=cpus)))
+        return out
 
     def django_servers(self):
         proj = ROOT / "djsite"
@@ -866,8 +881,18 @@ class Bench:
                 return "≥ 2.00 (≥ 2x flup)", ratio >= 2.0
             return "", None
 
-        self.run_nginx_section("hello", "1. hello world, nginx", self.hello_servers(), "/",
-                               HELLO_BODY, targets)
+        title = "1. hello world, nginx"
+        results = self.run_nginx_section("hello", title, self.hello_servers(), "/", HELLO_BODY,
+                                         targets)
+        # The same shim with a worker that costs nothing: what the design
+        # (a shim and a worker, a pipe between them) can reach at best; a
+        # Python worker only adds to it.
+        for c in (1, 4):
+            floor, uwsgi = results[NULL][c]["req_s"], results["uWSGI"][c]["req_s"]
+            self.row(title, f"req/s, c={c}: the floor of the design (the shim with a worker "
+                     "in C that answers at once)", floor, "uWSGI", uwsgi,
+                     target=f"fcgi-shim reaches {results['fcgi-shim'][c]['req_s'] / floor:.2f}"
+                     " of it", met=None)
 
     def shim_internals(self, nginx, server, results, floor=None):
         """CPU, context switches and syscalls per request of the shim and
@@ -971,7 +996,9 @@ class Bench:
             # the other design reaches in this deployment. Hello world also
             # through the C responder: no Python at all, what any responder
             # can reach through Apache + mod_fcgid.
-            peers = ("shim", "flup", "uwsgi", "c") if key == "hello" \
+            # And the shim with a worker in C that answers at once: the
+            # floor of fcgi-shim's own design here.
+            peers = ("shim", "null", "flup", "uwsgi", "c") if key == "hello" \
                 else ("shim", "flup", "uwsgi")
             for peer in peers:
                 root = roots[peer] = base / f"{key}-{peer}"
@@ -981,6 +1008,10 @@ class Bench:
             if "c" in roots:
                 shutil.copy(ROOT / "bin" / "hello_fcgi_nl", roots["c"] / "mysite.fcgi")
             (roots["shim"] / "site.toml").write_text(toml)
+            if "null" in roots:
+                shutil.copy(self.shim, roots["null"] / "mysite.fcgi")
+                (roots["null"] / "site.toml").write_text(
+                    self.toml("hello:application", python=ROOT / "bin" / "null_worker"))
             text = (BENCH / seed).read_text()
             for k, v in fill.items():
                 text = text.replace(k, str(v))
@@ -1052,6 +1083,8 @@ print(statistics.median(rounds))
         else `floor`."""
         results, nprocs = {}, {}
         peers = [("fcgi-shim", "shim"), ("flup seed", "flup"), ("uWSGI", "uwsgi")]
+        if "null" in roots:
+            peers.insert(1, (NULL, "null"))
         if "c" in roots:
             peers.append(("C libfcgi, no linger", "c"))
         for label, key in peers:
@@ -1103,6 +1136,13 @@ print(statistics.median(rounds))
                      "uWSGI (C with Python embedded)", results["uWSGI"][c]["req_s"],
                      target=f"uWSGI / flup: {results['uWSGI'][c]['req_s'] / flup[c]['req_s']:.2f}",
                      met=None)
+            if NULL in results:
+                self.row(title, f"req/s, c={c}: the floor of the design (the shim with a "
+                         f"worker in C that answers at once; mod_fcgid ran {nprocs[NULL][c]} "
+                         f"process{'es' if nprocs[NULL][c] > 1 else ''})",
+                         results[NULL][c]["req_s"], "flup seed mysite.fcgi", flup[c]["req_s"],
+                         target=f"fcgi-shim reaches {shim[c]['req_s'] / results[NULL][c]['req_s']:.2f}"
+                         " of it", met=None)
             if "C libfcgi, no linger" in results:
                 self.row(title, f"req/s, c={c} (mod_fcgid ran {nprocs['C libfcgi, no linger'][c]}"
                          " processes of the C responder)", shim[c]["req_s"],
@@ -1868,6 +1908,11 @@ Notes:
   shutdown(SHUT_WR) and then waits until the web server closes its end (os_unix.c OS_Close);
   "no linger" calls FCGX_Detach first so that only close() remains: 5 syscalls a request
   (accept, poll, read, write, close), the least any responder on this transport does.
+- fcgi-shim + C worker (no Python) is the shim with tests/bench/null_worker.c as site.toml's
+  `python`: a stand-in for the interpreter that speaks the shim's frame protocol and answers
+  every request with hello world's bytes at once, without reading the request. It is the
+  most the design (a shim, a worker, a pipe between them) can reach on this machine; the
+  Python worker can only add to its time.
 - Apache + mod_fcgid: a private Apache (event MPM) per peer, `htaccess/fcgid.htaccess` as the
   web root's .htaccess, mod_fcgid's defaults but FcgidMaxRequestLen. mod_fcgid sends one request
   at a time to a process; with no free process it starts another or, when it may not (the
