@@ -434,6 +434,50 @@ mod tests {
         assert!(!g.must_check());
     }
 
+    /// The one change the README says the gate misses on a local disk: a
+    /// write through a shared mapping changes the file and its mtime, and
+    /// inotify reports nothing. If a kernel ever reports it, this fails,
+    /// and the README's "Deploying new code" needs the news.
+    #[test]
+    fn a_write_through_mmap_changes_the_mtime_and_goes_unseen() {
+        use std::os::unix::io::AsRawFd;
+        let d = tmp("mmap");
+        let (f, mut g) = watched_file(&d, "site.toml");
+        let before = fs::metadata(&f).and_then(|m| m.modified()).expect("mtime");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let file = fs::File::options()
+            .read(true)
+            .write(true)
+            .open(&f)
+            .expect("open");
+        assert!(!g.must_check(), "an open for writing is no change");
+        // SAFETY: a fresh shared mapping of the file's one byte, written,
+        // synced and unmapped here; nothing else maps it.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                1,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED, "mmap");
+            *(p as *mut u8) = b'y';
+            assert_eq!(libc::msync(p, 1, libc::MS_SYNC), 0, "msync");
+            assert_eq!(libc::munmap(p, 1), 0, "munmap");
+        }
+        drop(file);
+        assert_eq!(
+            fs::read(&f).expect("read"),
+            b"y",
+            "written through the mapping"
+        );
+        let after = fs::metadata(&f).and_then(|m| m.modified()).expect("mtime");
+        assert_ne!(before, after, "the times see the write");
+        assert!(!g.must_check(), "inotify reported a write through mmap");
+    }
+
     #[test]
     fn other_entries_of_the_directories_are_no_reason_to_stat() {
         let d = tmp("others");
