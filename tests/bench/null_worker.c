@@ -33,30 +33,24 @@ static const char head[] =
     "\r\n"
     "Hello, world!\n";
 
-/* Reads exactly n bytes; exits on EOF or error (the shim went away). */
-static void read_all(void *buf, size_t n)
+/* Moves exactly n bytes from the shim (reading) or to it. The shim going
+ * away ends the worker: EOF on fd 3 as it should, any other failure with
+ * status 1. */
+static void transfer(int reading, void *buf, size_t n)
 {
     char *p = buf;
     while (n) {
-        ssize_t k = read(FROM_SHIM, p, n);
+        ssize_t k = reading ? read(FROM_SHIM, p, n) : write(TO_SHIM, p, n);
         if (k <= 0)
-            exit(0);
+            exit(reading && k == 0 ? 0 : 1);
         p += k;
         n -= (size_t)k;
     }
 }
 
-static void write_all(const void *buf, size_t n)
-{
-    const char *p = buf;
-    while (n) {
-        ssize_t k = write(TO_SHIM, p, n);
-        if (k <= 0)
-            exit(1);
-        p += k;
-        n -= (size_t)k;
-    }
-}
+static void read_all(void *buf, size_t n) { transfer(1, buf, n); }
+
+static void write_all(const void *buf, size_t n) { transfer(0, (void *)buf, n); }
 
 static void put_u32(unsigned char *p, uint32_t v)
 {
@@ -120,13 +114,12 @@ int main(void)
 
     /* Each answer is one write: `O` with the response, then `D`. */
     unsigned char answer[HEADER + sizeof head - 1 + HEADER + 1];
-    size_t n = 0;
     for (;;) {
         read_all(h, HEADER);
         skip(get_u32(h + 3));
         if (h[0] != 'R')
             continue;
-        n = frame_head(answer, 'O', h + 1, sizeof head - 1);
+        size_t n = frame_head(answer, 'O', h + 1, sizeof head - 1);
         memcpy(answer + n, head, sizeof head - 1);
         n += sizeof head - 1;
         n += frame_head(answer + n, 'D', h + 1, 1);
