@@ -201,6 +201,36 @@ fn high_bytes(s: &[u8]) -> usize {
     s.iter().map(|&b| usize::from(b >> 7)).sum()
 }
 
+/// `dst.copy_from_slice(src)` for the short strings of an environ, without
+/// a call to memcpy. musl's memcpy moves what is not a whole word one byte
+/// at a time (`movsb`) and starts `rep movsq` even for nothing: ~80 cycles
+/// for a 10-byte name. An environ is forty such strings, and the profile of
+/// the shim behind nginx had memcpy at 10% of its CPU. Two copies of a
+/// fixed size that overlap in the middle cover any length in between, and
+/// compile to plain loads and stores.
+#[inline]
+fn copy_short(dst: &mut [u8], src: &[u8]) {
+    debug_assert_eq!(dst.len(), src.len());
+    fn two<const N: usize>(dst: &mut [u8], src: &[u8]) {
+        let n = src.len();
+        dst[..N].copy_from_slice(&src[..N]);
+        dst[n - N..].copy_from_slice(&src[n - N..]);
+    }
+    match src.len() {
+        0 => {}
+        n @ 1..=3 => {
+            dst[0] = src[0];
+            dst[n / 2] = src[n / 2];
+            dst[n - 1] = src[n - 1];
+        }
+        4..=7 => two::<4>(dst, src),
+        8..=16 => two::<8>(dst, src),
+        17..=32 => two::<16>(dst, src),
+        33..=64 => two::<32>(dst, src),
+        _ => dst.copy_from_slice(src),
+    }
+}
+
 /// Writes one param at the front of `out` as a marshal str of its bytes
 /// read as latin-1 (see the module docs), `high` of them past 0x7f; returns
 /// the bytes written. `out` has room for them.
@@ -209,7 +239,7 @@ fn put_str(out: &mut [u8], s: &[u8], high: usize) -> usize {
     if high == 0 && s.len() < 256 {
         out[0] = b'z';
         out[1] = s.len() as u8;
-        out[2..2 + s.len()].copy_from_slice(s);
+        copy_short(&mut out[2..2 + s.len()], s);
         return 2 + s.len();
     }
     let len = s.len() + high;
@@ -330,6 +360,22 @@ mod tests {
         );
         for cut in 0..HEADER_LEN {
             assert_eq!(decode_header(&h[..cut]), None);
+        }
+    }
+
+    #[test]
+    fn copy_short_copies_every_length_exactly() {
+        // Each length crosses a different pair of fixed-size copies; the
+        // bytes around the destination must stay as they were.
+        let src: Vec<u8> = (1..=200).collect();
+        for n in 0..=src.len() {
+            let mut buf = [0xee_u8; 210];
+            copy_short(&mut buf[5..5 + n], &src[..n]);
+            assert_eq!(&buf[5..5 + n], &src[..n], "length {n}");
+            assert!(
+                buf[..5].iter().chain(&buf[5 + n..]).all(|&b| b == 0xee),
+                "length {n}"
+            );
         }
     }
 

@@ -652,6 +652,7 @@ impl Worker {
 
     /// Waits for the next whole frame from the worker.
     pub fn next(&mut self, deadline: Option<Instant>) -> io::Result<Event> {
+        let mut yield_once = false;
         loop {
             let avail = self.end - self.start;
             if let Some(h) = frame::decode_header(&self.buf[self.start..self.end]) {
@@ -679,11 +680,12 @@ impl Worker {
             }
             if std::mem::take(&mut self.just_sent) {
                 if self.same_cpu {
-                    // The worker, woken on this CPU, runs while we yield it
-                    // the CPU: a quick answer is there when we come back, and
-                    // we never slept. A slow one is not, and we sleep below.
-                    // SAFETY: sched_yield has no memory effects.
-                    unsafe { libc::sched_yield() };
+                    // The worker, woken on this CPU by the request, took it
+                    // from us at once (the scheduler lets a task that slept
+                    // run first): a quick answer is there already, and the
+                    // read below takes it. Where the worker did not run
+                    // first, the read finds nothing and we yield to it then.
+                    yield_once = true;
                 } else if let Some(event) = self.wait_readable(deadline)? {
                     // Just after a request went out its answer cannot be
                     // there yet: wait first rather than try a read that
@@ -700,6 +702,13 @@ impl Worker {
                 Ok(n) => self.end += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if std::mem::take(&mut yield_once) {
+                        // A quick answer is there when we come back, and we
+                        // never slept. A slow one is not, and we sleep next.
+                        // SAFETY: sched_yield has no memory effects.
+                        unsafe { libc::sched_yield() };
+                        continue;
+                    }
                     if let Some(event) = self.wait_readable(deadline)? {
                         return Ok(event);
                     }
