@@ -709,7 +709,7 @@ class Bench:
         every other key has its default. `python` is the interpreter the
         shim starts (null_worker for the design's floor)."""
         if django_project:
-            return (f'python = "{PYTHON}"\nsearch_path = ["{django_project}"]\n'
+            return (f'python = "{python}"\nsearch_path = ["{django_project}"]\n'
                     f'settings_module = "mysite.settings"\n\n'
                     f'[env]\nDJSITE_DATA_DIR = "{ROOT / "djdata"}"\n')
         return f'python = "{python}"\nsearch_path = ["{ROOT / "apps"}"]\nwsgi_app = "{app}"\n'
@@ -1935,7 +1935,9 @@ Notes:
 - Shim CPU: utime+stime from /proc/PID/stat (10 ms ticks) over the timed hello-world runs,
   divided by the requests wrk counted; context switches from /proc/PID/status (summed over
   threads). Syscalls: strace -c attached to the running shim and to its worker while ab sent
-  {bench.strace_reqs} sequential requests; the per-syscall breakdown follows.
+  {bench.strace_reqs} sequential requests; the per-syscall breakdown follows. strace slows the
+  shim enough that its worker has answered before the shim reads; untraced at c=1 that read
+  fails first and a sched_yield follows (one read and one sched_yield a request more).
 - Reload: through Apache + mod_fcgid while it runs one shim process, the Django site's
   pages/version.py is replaced, then `touch mysite.fcgi`; the time runs until a GET of
   /version/ (sent back to back) first answers the new text: the shim notices the new mtime,
