@@ -202,13 +202,13 @@ fn high_bytes(s: &[u8]) -> usize {
 }
 
 /// `dst.copy_from_slice(src)` for the short strings of an environ, without
-/// a call to memcpy. musl's memcpy moves what is not a whole word one byte
-/// at a time (`movsb`) and starts `rep movsq` even for no word: tens of
-/// cycles for a 10-byte name. An environ is forty such strings, and a
-/// profile of the shim behind nginx had memcpy at 9.8% of its samples
-/// (1.7% with this). Two copies of a
-/// fixed size that overlap in the middle cover any length in between, and
-/// compile to plain loads and stores.
+/// a call to memcpy. musl's memcpy (src/string/x86_64/memcpy.s) moves what
+/// is not a whole word one byte at a time (`movsb`) and starts `rep movsq`
+/// even when there is no word to move. An environ is forty such strings
+/// (42 of the 55 memcpy calls of a request), and a profile of the shim
+/// behind nginx had memcpy at 9.8% of its samples (1.8% with this). Two
+/// copies of a fixed size that overlap in the middle cover any length in
+/// between, and compile to plain loads and stores.
 #[inline]
 fn copy_short(dst: &mut [u8], src: &[u8]) {
     debug_assert_eq!(dst.len(), src.len());
