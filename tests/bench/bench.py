@@ -1424,7 +1424,9 @@ print(statistics.median(rounds))
         scheduler, left alone as in section 1, runs each server on nginx's
         CPU; (c) the servers again with wrk, nginx and the server all on
         CPU 0, where no hop crosses CPUs: what each costs per request, the
-        placement taken out."""
+        placement taken out; (d) nginx and the server on CPU 0 and wrk on
+        CPU 1, where only wrk's hops cross: what sharing nginx's CPU gives
+        and costs."""
         log("9. placement, c=1")
         title = "9. placement, c=1"
         if len(os.sched_getaffinity(0)) < 2:
@@ -1479,30 +1481,39 @@ print(statistics.median(rounds))
 
         # (c) Everything on CPU 0: the shim finds one CPU allowed and leaves
         # placement alone (affinity.rs); its worker inherits the binding.
-        servers = self.hello_servers("cpu0", cpus="0", only=placed)
-        nginx = self.start_behind_nginx(servers, cpus="0")
+        # (d) nginx and the server on CPU 0, wrk on CPU 1: every server where
+        # the C responder mostly is, so that nginx and the server hand off on
+        # one CPU and only wrk's hops cross.
+        for where, server_cpus, wrk_cpus in (("all on CPU 0", "0", "0"),
+                                             ("nginx + server on CPU 0, wrk on CPU 1", "0", "1")):
+            self.pinned_run(title, placed, where, server_cpus, wrk_cpus)
+
+    def pinned_run(self, title, placed, where, server_cpus, wrk_cpus):
+        """Section 1's servers at c=1 with nginx and the server on
+        `server_cpus` and wrk on `wrk_cpus`: rows of req/s and CPU."""
+        servers = self.hello_servers("cpu" + server_cpus + wrk_cpus, cpus=server_cpus,
+                                     only=placed)
+        nginx = self.start_behind_nginx(servers, cpus=server_cpus)
         try:
-            results = self.take_rounds(nginx, servers, 1, cpus="0")
+            results = self.take_rounds(nginx, servers, 1, cpus=wrk_cpus)
             shim_pid = dict(servers)["fcgi-shim"].pid
         finally:
             for _, server in servers:
                 self.stop(server)
             self.stop(nginx)
         shim = results["fcgi-shim"]
-        self.chart["9. wrk, nginx and the server all on CPU 0"] = {
-            label: {"c=1": r["req_s"]} for label, r in results.items()}
+        self.chart[f"9. {where}"] = {label: {"c=1": r["req_s"]} for label, r in results.items()}
         for label, r in results.items():
             if label != "fcgi-shim":
-                self.row(title, "req/s, wrk + nginx + server all on CPU 0", shim["req_s"],
-                         label, r["req_s"])
+                self.row(title, f"req/s, {where}", shim["req_s"], label, r["req_s"])
         for label, r in results.items():
             if label != "fcgi-shim":
-                self.row(title, "server CPU per request, all its processes, all on CPU 0",
+                self.row(title, f"server CPU per request, all its processes, {where}",
                          shim["cpu_us_all"], label, r["cpu_us_all"], unit="µs", fmt="{:.1f}")
         own = shim["procs"].get(shim_pid, {}).get("cpu_us")
         rest = shim["cpu_us_all"] - (own or 0)
         if own is not None:
-            self.row(title, "fcgi-shim's CPU per request, all on CPU 0: the shim / its "
+            self.row(title, f"fcgi-shim's CPU per request, {where}: the shim / its "
                      "Python worker", f"{own:.1f} µs / {rest:.1f} µs")
 
     def section_size(self):
@@ -1949,7 +1960,9 @@ Notes:
   of the server's processes, read about every 2 ms during a c=1 run of section 1's kind (the
   sampler's own CPU use is small but not nil). "All on CPU 0": nginx, the server (started
   under taskset, so the shim finds one CPU allowed and leaves placement alone) and wrk on
-  CPU 0; the figures as in section 1.
+  CPU 0; the figures as in section 1. "nginx + server on CPU 0, wrk on CPU 1": the same
+  with wrk alone on CPU 1, the placement the C responder mostly finds by itself; the
+  shim, started under taskset with one CPU, again leaves placement alone.
 """
     if bench.warnings:
         notes += "\nWarnings (requests that failed; their figures above include them):\n\n"

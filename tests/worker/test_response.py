@@ -188,6 +188,36 @@ def test_legal_header_oddities_pass(serve):
     )
 
 
+def test_header_blocks_follow_the_list_not_its_identity(serve):
+    """The worker keeps the header blocks it built; an app that edits its
+    one list between requests gets each time what the list then says, and
+    a header made bad by the edit is refused as on the first request."""
+    worker = serve("edited_headers")
+    first = worker.get()
+    assert first.out == b"Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nok"
+    added = worker.get(query="add=X-Two:2")
+    assert added.out == b"Status: 200 OK\r\nContent-Type: text/plain\r\nX-Two: 2\r\n\r\nok"
+    assert worker.get(query="pop").out == first.out
+    bad = worker.get(query="add=X-Bad:a%0D%0ASet-Cookie: evil=1")
+    assert (bad.code, bad.out) == (1, b"")
+    worker.wait_log("bad value for response header 'X-Bad'")
+    assert worker.get(query="pop").out == first.out
+    # The status is part of what is looked up.
+    other = worker.request(cgi_params("GET", "/", "", HTTP_X_STATUS="404 Not Found"))
+    assert other.out == b"Status: 404 Not Found\r\nContent-Type: text/plain\r\n\r\nok"
+    assert worker.get().out == first.out
+
+
+def test_many_header_lists_each_get_their_own_block(serve):
+    """More distinct lists than the worker keeps (a varying header on every
+    response): each response still carries its own."""
+    worker = serve("edited_headers")
+    for n in range(100):
+        result = worker.get(query="add=X-N:%d" % n)
+        assert result.out.endswith(b"X-N: %d\r\n\r\nok" % n), result.out
+        worker.get(query="pop")
+
+
 def test_empty_body_still_sends_the_headers(serve):
     result = serve("empty_body").get()
     assert (result.code, result.out) == (0, b"Status: 204 No Content\r\n\r\n")

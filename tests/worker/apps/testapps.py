@@ -307,6 +307,24 @@ def bad_response(environ, start_response):
     return [b"should never be sent"]
 
 
+# One list for every request, edited by the query: the header blocks the
+# worker keeps must follow the list's contents, not its identity.
+EDITED = [("Content-Type", "text/plain")]
+
+
+def edited_headers(environ, start_response):
+    """?add=NAME:VALUE appends a header to the shared list, ?pop drops the
+    last; either way the response carries the list as it then is."""
+    query = environ["QUERY_STRING"]
+    if query.startswith("add="):
+        name, _, value = query[4:].partition(":")
+        EDITED.append((name, value.replace("%0D%0A", "\r\n")))
+    elif query == "pop":
+        EDITED.pop()
+    start_response(environ.get("HTTP_X_STATUS", "200 OK"), EDITED)
+    return [b"ok"]
+
+
 def good_headers(environ, start_response):
     """Legal oddities that must pass: tab and latin-1 in values, empty value."""
     start_response("299 Custom \xe9", [("X-Tab", "a\tb"), ("X-Latin", "caf\xe9"), ("X-Empty", "")] + TEXT)
